@@ -1,0 +1,60 @@
+"""Input checks shared across the package: clear errors that name the variable."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import equinox as eqx
+
+
+def is_concrete(x) -> bool:
+    """True when ``x`` holds values available on the host (not a tracer under jit)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_shape(name: str, x, expected: tuple, what: str = "") -> None:
+    """Raise ``ValueError`` unless ``x.shape == expected`` (``None`` entries match any size)."""
+    shape = tuple(np.shape(x))
+    ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
+    if not ok:
+        exp = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        extra = f" ({what})" if what else ""
+        raise ValueError(f"`{name}` must have shape {exp}{extra}, got {shape}")
+
+
+def check_positive(name: str, x) -> None:
+    if is_concrete(x) and not np.all(np.asarray(x) > 0):
+        raise ValueError(f"`{name}` must be strictly positive")
+
+
+def check_observations(y, mask, obs_shape: tuple[int, ...], n_times: int, batched: bool = True):
+    """Validate observations ``y`` and their ``mask`` against a problem's layout.
+
+    Shapes must be ``(B, T, *obs_shape)`` (or ``(T, *obs_shape)`` with ``batched=False``),
+    ``mask`` must be boolean, and every observed value (``mask`` True) must be finite.
+    Unobserved entries may hold anything (NaN by convention). Returns ``(y, mask)``; under
+    ``jit`` the finiteness check becomes an ``eqx.error_if`` runtime check.
+    """
+    lead = (None,) if batched else ()
+    expected = (*lead, n_times, *obs_shape)
+    check_shape("y", y, expected, "events, observation times, observation shape" if batched else "")
+    check_shape("mask", mask, expected, "same as y")
+    if jnp.asarray(mask).dtype != jnp.bool_:
+        raise ValueError(f"`mask` must be a boolean array, got dtype {jnp.asarray(mask).dtype}")
+    bad = jnp.asarray(mask) & ~jnp.isfinite(jnp.asarray(y))
+    if is_concrete(y) and is_concrete(mask):
+        n_bad = int(np.sum(np.asarray(bad)))
+        if n_bad:
+            raise ValueError(
+                f"`y` has {n_bad} non-finite value(s) at observed positions (mask True); "
+                "mark missing observations with mask=False instead"
+            )
+        return jnp.asarray(y), jnp.asarray(mask)
+    y = eqx.error_if(y, bad, "`y` has non-finite values at observed positions (mask True)")
+    return y, mask
+
+
+def masked(y, mask):
+    """Observed values with unobserved entries replaced by 0 (never used as data: weights are 0)."""
+    return jnp.where(mask, y, 0.0)

@@ -1,0 +1,74 @@
+"""Dataset schemas: which variables a store holds, their dimensions and dtypes.
+
+Dimension names are symbolic in a schema — ``"*state"`` expands to the problem's
+state dimensions (``state`` for 1D, ``state_y, state_x`` for 2D) and ``"*obs"`` to its
+observation dimensions — and are resolved against a :class:`~vardax_core.problems.Problem`
+with :func:`resolve_dims`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+_AXIS_SUFFIXES = {1: ("",), 2: ("_y", "_x"), 3: ("_z", "_y", "_x")}
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableSpec:
+    """One data variable: symbolic ``dims`` (first is always ``event``) and ``dtype``."""
+
+    name: str
+    dims: tuple[str, ...]
+    dtype: str
+    fill_value: float | int | bool = 0
+    required: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSchema:
+    name: str
+    variables: tuple[VariableSpec, ...]
+    version: int = SCHEMA_VERSION
+
+    def variable(self, name: str) -> VariableSpec:
+        for v in self.variables:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+
+def axis_dims(prefix: str, shape: tuple[int, ...]) -> tuple[str, ...]:
+    """Dimension names for a ``shape``: ``state`` (1D), ``state_y, state_x`` (2D), …"""
+    if len(shape) not in _AXIS_SUFFIXES:
+        raise ValueError(f"unsupported {prefix} rank {len(shape)}: shape {shape}")
+    return tuple(prefix + s for s in _AXIS_SUFFIXES[len(shape)])
+
+
+def resolve_dims(dims: tuple[str, ...], sizes: dict[str, tuple[int, ...]]) -> tuple[tuple[str, ...], tuple[int | None, ...]]:
+    """Expand ``*state``/``*obs``-style entries. ``sizes`` maps a symbolic group (e.g.
+    ``"state"``) to its shape; plain names map to a 1-tuple or are left unsized (None)."""
+    names, lens = [], []
+    for d in dims:
+        if d.startswith("*"):
+            group = d[1:]
+            shape = sizes[group]
+            names += axis_dims(group, shape)
+            lens += list(shape)
+        else:
+            names.append(d)
+            lens.append(sizes[d][0] if d in sizes else None)
+    return tuple(names), tuple(lens)
+
+
+PAIRS = DatasetSchema(
+    name="pairs",
+    variables=(
+        VariableSpec("x", ("event", "*state"), "float64", np.nan),
+        VariableSpec("y", ("event", "time", "*obs"), "float64", np.nan),
+        VariableSpec("mask", ("event", "time", "*obs"), "bool", False),
+    ),
+)

@@ -1,0 +1,33 @@
+"""Problems: forward models, observation operators, priors, noise and the registry."""
+
+from ._advection_diffusion import AdvectionDiffusion1D as AdvectionDiffusion1D
+from ._advection_diffusion import AdvectionDiffusion2D as AdvectionDiffusion2D
+from ._closed_form import batched_linear_gaussian_posterior as batched_linear_gaussian_posterior
+from ._closed_form import kalman_gain as kalman_gain
+from ._closed_form import linear_gaussian_posterior as linear_gaussian_posterior
+from ._closed_form import window_matrix as window_matrix
+from ._covariance import AbstractCovariance as AbstractCovariance
+from ._covariance import CirculantCovariance as CirculantCovariance
+from ._covariance import DenseCovariance as DenseCovariance
+from ._covariance import DiagonalCovariance as DiagonalCovariance
+from ._forward import AbstractForwardModel as AbstractForwardModel
+from ._forward import AbstractLinearForwardModel as AbstractLinearForwardModel
+from ._forward import AbstractODEForwardModel as AbstractODEForwardModel
+from ._forward import RK4 as RK4
+from ._lorenz63 import Lorenz63 as Lorenz63
+from ._lorenz96 import Lorenz96 as Lorenz96
+from ._noise import GaussianNoise as GaussianNoise
+from ._observation import AbstractLinearObservationOperator as AbstractLinearObservationOperator
+from ._observation import AbstractObservationOperator as AbstractObservationOperator
+from ._observation import LinearObservation as LinearObservation
+from ._observation import MaskedIdentity as MaskedIdentity
+from ._observation import Subsample as Subsample
+from ._observation import TanhObservation as TanhObservation
+from ._prior import GaussianPrior as GaussianPrior
+from ._problem import Problem as Problem
+from ._registry import get_problem as get_problem
+from ._registry import list_problems as list_problems
+from ._registry import problem_defaults as problem_defaults
+from ._registry import problem_from_config as problem_from_config
+from ._registry import register_problem as register_problem
+from ._registry import regular_schedule as regular_schedule

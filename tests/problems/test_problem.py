@@ -193,3 +193,33 @@ def test_problem_validation():
         get_problem("lorenz96", missing_fraction=1.0)
     with pytest.raises(ValueError, match="n"):
         get_problem("lorenz96").simulate(jax.random.key(0), 0)
+
+
+@pytest.mark.parametrize("name", ["linear_gaussian"])
+def test_exact_posterior_object(problems, name):
+    from vardax_core.problems import ExactLinearGaussianPosterior
+
+    p = problems[name]
+    exact = ExactLinearGaussianPosterior(p)
+    x, y, mask = p.simulate(jax.random.key(6), 4)
+    mask = mask.at[2, 1].set(False)
+    means, Ps = batched_linear_gaussian_posterior(p, y, mask)
+    assert rel_err(exact(y, mask), means) <= 1e-12
+    post = exact.posterior(y, mask)
+    assert rel_err(post.covariance(), Ps) <= 1e-11
+    # Jacobian of the mean map is the Kalman gain
+    J = jax.jacfwd(lambda yy: exact(yy[None], mask[2:3])[0])(y[2])
+    K = kalman_gain(p, mask[2])
+    assert rel_err(J.reshape(K.shape), K) <= 1e-11
+    # log_prob is the Gaussian density
+    import scipy.stats
+
+    lp = exact.log_prob(x, y, mask)
+    ref = [scipy.stats.multivariate_normal(np.asarray(means[i]), np.asarray(Ps[i])).logpdf(np.asarray(x[i])) for i in range(4)]
+    np.testing.assert_allclose(lp, ref, rtol=1e-10)
+    draws = exact.sample(y, mask, jax.random.key(0), 20_000)
+    assert draws.shape == (4, 20_000, 10)
+    emp = np.cov(np.asarray(draws[0]), rowvar=False)
+    C = np.asarray(Ps[0])
+    se = np.sqrt((np.outer(np.diag(C), np.diag(C)) + C**2) / 20_000)
+    assert np.max(np.abs(emp - C) / se) < 5

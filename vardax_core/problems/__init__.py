@@ -2,6 +2,7 @@
 
 from ._advection_diffusion import AdvectionDiffusion1D as AdvectionDiffusion1D
 from ._advection_diffusion import AdvectionDiffusion2D as AdvectionDiffusion2D
+from ._closed_form import ExactLinearGaussianPosterior as ExactLinearGaussianPosterior
 from ._closed_form import batched_linear_gaussian_posterior as batched_linear_gaussian_posterior
 from ._closed_form import kalman_gain as kalman_gain
 from ._closed_form import linear_gaussian_posterior as linear_gaussian_posterior

@@ -1,0 +1,43 @@
+"""The three validation gates that decide promotion, with diagnostics and figures.
+
+1. :func:`posterior_agreement` — the head's point estimate within ``tolerance_sigma``
+   oracle standard deviations on a ``min_fraction`` of held-out events.
+2. :func:`adjoint_calibration` — ∂x̂/∂y against the oracle's ∂x*/∂y by jvp/vjp probing
+   and power iteration (:func:`compare_linear_operators`, shared with the emulator's
+   :func:`emulator_jacobian_calibration`).
+3. :func:`sbc` — simulation-based calibration: rank uniformity per state component and
+   log q, chi^2 tests with a Holm correction.
+
+:func:`run_gates` runs all three with the diagnostics (coverage, TARP, z-scores,
+contraction) and figures, and returns a :class:`GateReport`. Every posterior follows
+one protocol: ``posterior(y, mask)`` → (B, *state), ``posterior.sample(y, mask, key,
+n)`` → (B, n, *state) and, when ``posterior.has_density``, ``posterior.log_prob(x, y,
+mask)`` → (B,).
+"""
+
+from ._adjoint import KalmanReference as KalmanReference
+from ._adjoint import OracleReference as OracleReference
+from ._adjoint import adjoint_calibration as adjoint_calibration
+from ._adjoint import compare_linear_operators as compare_linear_operators
+from ._adjoint import emulator_jacobian_calibration as emulator_jacobian_calibration
+from ._adjoint import linear_operator as linear_operator
+from ._adjoint import operator_gate as operator_gate
+from ._agreement import agreement_from_estimates as agreement_from_estimates
+from ._agreement import posterior_agreement as posterior_agreement
+from ._config import GateConfig as GateConfig
+from ._diagnostics import sbc_diagnostics as sbc_diagnostics
+from ._figures import gate_figures as gate_figures
+from ._figures import simultaneous_ecdf_band as simultaneous_ecdf_band
+from ._report import GATE_NAMES as GATE_NAMES
+from ._report import GateReport as GateReport
+from ._report import GateResult as GateResult
+from ._run import read_oracle as read_oracle
+from ._run import run_gates as run_gates
+from ._sbc import SBCSimulation as SBCSimulation
+from ._sbc import holm as holm
+from ._sbc import rank_uniformity as rank_uniformity
+from ._sbc import sbc as sbc
+from ._sbc import sbc_gate as sbc_gate
+from ._sbc import sbc_simulation_arrays as sbc_simulation_arrays
+from ._sbc import simulate_sbc as simulate_sbc
+from ._sbc import statistic_names as statistic_names

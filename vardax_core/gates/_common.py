@@ -1,0 +1,73 @@
+"""Helpers shared by the gates: the posterior protocol, order statistics, reasons."""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._checks import check_shape
+
+
+def has_density(posterior) -> bool:
+    """Whether ``posterior.log_prob`` is available (the protocol's ``has_density``)."""
+    return bool(getattr(posterior, "has_density", False))
+
+
+def check_output(name: str, x, expected: tuple) -> None:
+    """Raise ``ValueError`` naming the posterior method ``name`` if ``x`` has the wrong shape."""
+    check_shape(name, x, expected)
+
+
+def point_estimate_one(posterior, y, mask, state_shape):
+    """The point estimate ``posterior(y, mask)`` for one event (batched as B=1)."""
+    out = posterior(y[None], mask[None])
+    check_output("posterior(y, mask)", out, (1, *state_shape))
+    return out[0]
+
+
+@eqx.filter_jit
+def _estimates(posterior, y, mask, state_shape, chunk):
+    return jax.lax.map(lambda a: point_estimate_one(posterior, a[0], a[1], state_shape), (y, mask),
+                       batch_size=min(chunk, y.shape[0]))
+
+
+def point_estimates(posterior, y, mask, state_shape: tuple[int, ...], chunk: int = 256):
+    """``posterior(y, mask)`` over many events, ``chunk`` events at a time (jitted),
+    as float64 NumPy (E, *state)."""
+    return np.asarray(_estimates(posterior, jnp.asarray(y), jnp.asarray(mask), tuple(state_shape), int(chunk)),
+                      dtype=np.float64)
+
+
+def order_statistic(values, q: float) -> float:
+    """The ceil(q·n)-th smallest of ``values``: ``order_statistic(v, q) < t`` exactly when
+    at least a fraction q of the values are < t. NaN sorts last (counts as large)."""
+    v = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if v.size == 0:
+        return math.nan
+    k = max(1, math.ceil(q * v.size - 1e-9))
+    return float(v[k - 1])
+
+
+def nonfinite_reason(what: str, bad, total: int, label: str = "event") -> str:
+    """A message naming how many (and which first few) items were non-finite."""
+    idx = np.flatnonzero(np.asarray(bad))
+    first = ", ".join(str(i) for i in idx[:5]) + (", …" if idx.size > 5 else "")
+    return f"non-finite {what} in {idx.size} of {total} {label}s (first: {first})"
+
+
+def component_names(state_shape: tuple[int, ...]) -> list[str]:
+    """``x[i]`` (1D) or ``x[i,j]`` (2D) for every state component, in flattened order."""
+    return [f"x[{','.join(str(i) for i in ix)}]" for ix in np.ndindex(*state_shape)]
+
+
+def summary_quantiles(x) -> dict:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {}
+    return {"min": float(x.min()), "median": float(np.median(x)), "q95": float(np.quantile(x, 0.95)),
+            "max": float(x.max()), "mean": float(x.mean())}

@@ -1,0 +1,106 @@
+"""Gate configuration: one JSON-able dataclass with the DESIGN defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+    """Thresholds and sample sizes of the three gates (defaults from DESIGN.md).
+
+    Posterior agreement
+        ``tolerance_sigma`` (1.0): an event agrees when max_i z_i <= tolerance_sigma,
+        z_i = |mu_amort,i - mu_oracle,i| / sigma_oracle,i. ``min_fraction`` (0.95): the
+        gate passes when the fraction of agreeing events is >= min_fraction.
+        ``agreement_events``: at most this many (converged) oracle events; None = all.
+
+    Adjoint calibration
+        ``adjoint_threshold`` (0.05) on the relative operator-norm error
+        ||J_f - J_o||_2 / ||J_o||_2 estimated by ``power_steps`` power iterations; the
+        gate statistic is the ``adjoint_quantile`` (0.95) order statistic of that ratio
+        over ``adjoint_events`` held-out events (passes when it is < threshold, i.e.
+        when at least 95 % of events are below threshold). ``n_probes`` random probes
+        per event give the (reported) per-probe relative errors.
+
+    Simulation-based calibration
+        ``sbc_runs`` (N) prior draws, ``sbc_draws`` (L) posterior draws each; ranks in
+        {0..L} are binned into ``sbc_bins`` bins, which must divide L + 1 exactly so that
+        every bin holds the same number of rank values. chi^2 uniformity test per
+        statistic, Holm correction across statistics, pass when the smallest
+        Holm-adjusted p-value is > ``sbc_alpha`` (0.01). ``sbc_chunk`` runs are
+        processed at a time (bounds memory; results do not depend on it).
+
+    Diagnostics and figures
+        ``coverage_levels`` points of the expected-coverage / TARP curves;
+        ``band_simulations`` uniform-ECDF simulations for the simultaneous ECDF band.
+    """
+
+    # posterior agreement
+    tolerance_sigma: float = 1.0
+    min_fraction: float = 0.95
+    agreement_events: int | None = None
+    # adjoint calibration
+    adjoint_threshold: float = 0.05
+    adjoint_quantile: float = 0.95
+    adjoint_events: int = 200
+    n_probes: int = 8
+    power_steps: int = 20
+    adjoint_chunk: int = 50
+    # simulation-based calibration
+    sbc_runs: int = 1000
+    sbc_draws: int = 99
+    sbc_bins: int = 20
+    sbc_alpha: float = 0.01
+    sbc_chunk: int = 100
+    # diagnostics / figures
+    coverage_levels: int = 19
+    band_simulations: int = 2000
+    band_level: float = 0.99
+    eval_chunk: int = 256
+
+    def __post_init__(self):
+        def need(cond, msg):
+            if not cond:
+                raise ValueError(f"GateConfig: {msg}")
+
+        need(self.tolerance_sigma > 0, f"`tolerance_sigma` must be > 0, got {self.tolerance_sigma}")
+        need(0 < self.min_fraction <= 1, f"`min_fraction` must be in (0, 1], got {self.min_fraction}")
+        need(self.agreement_events is None or self.agreement_events >= 1,
+             f"`agreement_events` must be >= 1 or None, got {self.agreement_events}")
+        need(self.adjoint_threshold > 0, f"`adjoint_threshold` must be > 0, got {self.adjoint_threshold}")
+        need(0 < self.adjoint_quantile <= 1, f"`adjoint_quantile` must be in (0, 1], got {self.adjoint_quantile}")
+        for name in ("adjoint_events", "n_probes", "power_steps", "adjoint_chunk", "sbc_runs", "sbc_draws",
+                     "sbc_bins", "sbc_chunk", "coverage_levels", "band_simulations", "eval_chunk"):
+            need(int(getattr(self, name)) >= 1, f"`{name}` must be >= 1, got {getattr(self, name)}")
+        need(0 < self.sbc_alpha < 1, f"`sbc_alpha` must be in (0, 1), got {self.sbc_alpha}")
+        need(0 < self.band_level < 1, f"`band_level` must be in (0, 1), got {self.band_level}")
+        need(self.sbc_bins >= 2, f"`sbc_bins` must be >= 2, got {self.sbc_bins}")
+        need((self.sbc_draws + 1) % self.sbc_bins == 0,
+             f"`sbc_bins` ({self.sbc_bins}) must divide `sbc_draws` + 1 ({self.sbc_draws + 1}) so that every "
+             "bin holds the same number of rank values (e.g. sbc_draws=99 with 10 or 20 bins)")
+        need(self.sbc_runs / self.sbc_bins >= 5,
+             f"`sbc_runs` / `sbc_bins` = {self.sbc_runs / self.sbc_bins:.1f} expected runs per bin; the chi^2 "
+             "approximation needs >= 5: use more runs or fewer bins")
+
+    def replace(self, **changes) -> "GateConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GateConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"GateConfig: unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, s: str) -> "GateConfig":
+        return cls.from_dict(json.loads(s))

@@ -1,0 +1,175 @@
+"""Pipeline configuration: pydantic models (Prefect renders them as forms) and YAML loading.
+
+A :class:`PipelineConfig` names the problem, dataset sizes and seeds, the oracle, the
+heads to train with their hyperparameters, the gate settings, where stores live and
+where MLflow tracks. Invalid values are refused before anything runs, with the
+offending field named (``heads.0.type``, ``data.n_train``, …).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def vardax_home() -> Path:
+    """The project-local home for stores, Prefect and MLflow state (``$VARDAX_HOME``)."""
+    return Path(os.environ.get("VARDAX_HOME", Path.cwd() / ".vardax")).resolve()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProblemSpec(_Model):
+    """A registered problem and overrides of its defaults."""
+
+    name: str = "lorenz96"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _builds(self):
+        from vardax_core.problems import get_problem, list_problems
+
+        if self.name not in list_problems():
+            raise ValueError(f"unknown problem {self.name!r}; choose one of {list_problems()}")
+        get_problem(self.name, **self.overrides)  # raises naming a bad override
+        return self
+
+    def build(self):
+        from vardax_core.problems import get_problem
+
+        return get_problem(self.name, **self.overrides)
+
+
+class DataSpec(_Model):
+    """Simulated datasets: ``n_train`` training pairs and ``n_heldout`` held-out events
+    (solved by the oracle and used by the gates), each from its own seed."""
+
+    n_train: PositiveInt = 10_000
+    n_heldout: PositiveInt = 200
+    chunk_size: PositiveInt = 2048
+    seed: int = Field(0, ge=0)
+
+
+class OracleSpec(_Model):
+    solver: Literal["strong", "incremental"] = "incremental"
+    settings: dict[str, Any] = Field(default_factory=dict)
+    n_starts: PositiveInt = 1
+    chunk_size: PositiveInt = 100
+    workers: PositiveInt = 2
+
+
+class HeadSpec(_Model):
+    """One amortized head: its architecture (``encoder``, ``head``) and training."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["gaussian", "flow", "score"]
+    encoder: dict[str, Any] = Field(default_factory=dict)
+    head: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    refine: dict[str, Any] | None = None
+    seed: int = Field(0, ge=0)
+
+
+class GateSpec(_Model):
+    """Gate settings (defaults from DESIGN.md); passed to ``vardax_core.gates``."""
+
+    settings: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(0, ge=0)
+
+
+class TrackingSpec(_Model):
+    """MLflow: tracking URI (default SQLite under ``$VARDAX_HOME/mlflow``), artifact root,
+    experiment and registered-model names (default ``vardax-<problem>``)."""
+
+    uri: str | None = None
+    artifact_root: str | None = None
+    experiment: str | None = None
+    registered_model: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class PipelineConfig(_Model):
+    name: str = "default"
+    problem: ProblemSpec = Field(default_factory=ProblemSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    oracle: OracleSpec = Field(default_factory=OracleSpec)
+    heads: list[HeadSpec] = Field(min_length=1)
+    gates: GateSpec = Field(default_factory=GateSpec)
+    store_root: str | None = None
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @field_validator("heads")
+    @classmethod
+    def _unique_head_names(cls, heads):
+        names = [h.name for h in heads]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"head names must be unique, repeated: {dup}")
+        return heads
+
+    # ---- resolved locations ---------------------------------------------------------
+    def resolved_store_root(self) -> str:
+        return self.store_root or str(vardax_home() / "stores")
+
+    def tracking_uri(self) -> str:
+        if self.tracking.uri:
+            return self.tracking.uri
+        return f"sqlite:///{vardax_home() / 'mlflow' / 'mlflow.db'}"
+
+    def artifact_root(self) -> str:
+        return self.tracking.artifact_root or (vardax_home() / "mlflow" / "artifacts").as_uri()
+
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or f"vardax-{self.problem.name}"
+
+    def registered_model_name(self) -> str:
+        return self.tracking.registered_model or f"vardax-{self.problem.name}"
+
+    def section_hash(self, *parts: str) -> str:
+        """Hash of the named config sections (the cache key of a step's settings)."""
+        data = {p: self.model_dump(mode="json")[p] for p in parts}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the field."""
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "invalid pipeline config:\n" + "\n".join(lines)
+
+
+def parse_config(data: dict) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err)) from None
+
+
+def load_config(name_or_path: str | os.PathLike) -> PipelineConfig:
+    """Load a YAML config by path or by name from ``configs/`` (``"lorenz96"``)."""
+    path = Path(name_or_path)
+    if not path.exists():
+        candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+        if not candidate.exists():
+            available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+            raise ConfigError(f"no config file {str(name_or_path)!r} (named configs: {available})")
+        path = candidate
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a YAML mapping")
+    return parse_config(data)

@@ -1,0 +1,32 @@
+"""Progress reporting for long steps: a Prefect progress artifact plus log lines."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+
+class Progress:
+    """``update(done, total)`` callback for chunked writers and training loops."""
+
+    def __init__(self, key: str, description: str):
+        self.key = key.lower().replace("_", "-")
+        self.description = description
+        self.artifact_id = None
+        self.last = -1.0
+
+    def update(self, done: int, total: int) -> None:
+        pct = 100.0 * done / max(total, 1)
+        try:
+            if self.artifact_id is None:
+                self.artifact_id = create_progress_artifact(progress=pct, key=self.key, description=self.description)
+            else:
+                update_progress_artifact(artifact_id=self.artifact_id, progress=pct)
+        except Exception:  # progress reporting must never fail a step (e.g. outside a run)
+            pass
+        if pct - self.last >= 10.0 or done == total:
+            self.last = pct
+            try:
+                get_run_logger().info("%s: %d/%d (%.0f%%)", self.description, done, total, pct)
+            except Exception:
+                print(f"{self.description}: {done}/{total}")

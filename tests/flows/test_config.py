@@ -1,0 +1,46 @@
+"""Pipeline configuration: named YAML configs load; bad configs are refused naming the field."""
+
+import pytest
+
+from flows.config import CONFIG_DIR, ConfigError, load_config, parse_config
+
+HEAD = {"name": "g", "type": "gaussian"}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+def test_named_configs_are_valid(name):
+    cfg = load_config(name)
+    assert cfg.heads and cfg.problem.build().name == cfg.problem.name
+
+
+def test_defaults_resolve_under_vardax_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("VARDAX_HOME", str(tmp_path))
+    cfg = parse_config({"heads": [HEAD]})
+    assert cfg.resolved_store_root() == str(tmp_path / "stores")
+    assert cfg.tracking_uri() == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    assert cfg.registered_model_name() == "vardax-lorenz96"
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"problem": {"name": "nope"}, "heads": [HEAD]}, "problem"),
+        ({"problem": {"name": "lorenz96", "overrides": {"bogus": 1}}, "heads": [HEAD]}, "problem"),
+        ({"data": {"n_train": -5}, "heads": [HEAD]}, "data.n_train"),
+        ({"data": {"n_heldout": 0}, "heads": [HEAD]}, "data.n_heldout"),
+        ({"heads": [{"name": "x", "type": "transformer"}]}, "heads.0.type"),
+        ({"heads": []}, "heads"),
+        ({"heads": [HEAD, HEAD]}, "heads"),
+        ({"heads": [HEAD], "surprise": 1}, "surprise"),
+        ({"heads": [HEAD], "oracle": {"solver": "newton"}}, "oracle.solver"),
+    ],
+)
+def test_bad_configs_name_the_field(data, field):
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert f"  {field}" in str(err.value)
+
+
+def test_unknown_config_name():
+    with pytest.raises(ConfigError, match="no config file"):
+        load_config("does-not-exist")

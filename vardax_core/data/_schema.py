@@ -72,3 +72,23 @@ PAIRS = DatasetSchema(
         VariableSpec("mask", ("event", "time", "*obs"), "bool", False),
     ),
 )
+
+
+CATALOGUE = DatasetSchema(
+    name="catalogue",
+    variables=(
+        VariableSpec("y", ("event", "time", "*obs"), "float64", np.nan),
+        VariableSpec("mask", ("event", "time", "*obs"), "bool", False),
+        VariableSpec("x_true", ("event", "*state"), "float64", np.nan, required=False),
+    ),
+)
+
+ANALYSES = DatasetSchema(
+    name="analyses",
+    variables=(
+        VariableSpec("mean", ("event", "*state"), "float64", np.nan),
+        VariableSpec("std", ("event", "*state"), "float64", np.nan),
+        VariableSpec("quantiles", ("event", "quantile", "*state"), "float64", np.nan),
+        VariableSpec("samples", ("event", "sample", "*state"), "float32", np.nan, required=False),
+    ),
+)

@@ -24,8 +24,9 @@ import zarr
 from .._version import __version__
 from ._schema import DatasetSchema, resolve_dims
 
-# Attributes that identify a store's content: reopening must match them exactly.
-IDENTITY_ATTRS = ("schema", "schema_version", "problem_hash", "n_events", "chunk_size", "seed")
+# Attributes that identify a store's content: reopening must match them exactly
+# (``identity`` is a free-form key writers may add, e.g. catalogue hash + model version).
+IDENTITY_ATTRS = ("schema", "schema_version", "problem_hash", "n_events", "chunk_size", "seed", "identity")
 
 
 def _json_attr(v):

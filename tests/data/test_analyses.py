@@ -1,0 +1,121 @@
+"""Catalogues and analyses: validation before writing, resumable, idempotent reprocessing."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+import zarr
+
+from vardax_core.data import AnalysesWriter, dataset_hash, open_analyses, open_catalogue, write_catalogue
+from vardax_core.problems import ExactLinearGaussianPosterior, get_problem
+
+N, CHUNK = 900, 200
+PROV = {"model_name": "exact", "model_version": "1", "run_id": "none"}
+
+
+@pytest.fixture(scope="module")
+def lg():
+    return get_problem("linear_gaussian", missing_fraction=0.1)
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory, lg):
+    path = str(tmp_path_factory.mktemp("cat") / "catalogue.zarr")
+    return write_catalogue(lg, path, n_events=N, seed=4, chunk_size=CHUNK)
+
+
+@pytest.fixture(scope="module")
+def analyses(tmp_path_factory, lg, catalogue):
+    out = str(tmp_path_factory.mktemp("an") / "analyses.zarr")
+    AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, catalogue, out, provenance=PROV, n_samples=64, seed=2).run()
+    return out
+
+
+def test_catalogue_from_arrays_validates_first(tmp_path, lg):
+    _, y, mask = lg.simulate(jax.random.key(0), 10)
+    path = tmp_path / "c.zarr"
+    bad = np.asarray(y).copy()
+    bad[3, 1, 0] = np.inf
+    m = np.asarray(mask).copy()
+    m[3, 1, 0] = True
+    with pytest.raises(ValueError, match="non-finite"):
+        write_catalogue(lg, str(path), bad, m)
+    with pytest.raises(ValueError, match="`y` must have shape"):
+        write_catalogue(lg, str(path), np.asarray(y)[:, :2], m[:, :2])
+    assert not path.exists()
+    write_catalogue(lg, str(path), np.asarray(y), np.asarray(mask), chunk_size=4)
+    ds = open_catalogue(str(path), lg)
+    np.testing.assert_array_equal(ds.mask.values, mask)
+    assert "x_true" not in ds
+
+
+def test_analyses_match_the_posterior(lg, catalogue, analyses):
+    ds = open_analyses(analyses)
+    cat = open_catalogue(catalogue, lg)
+    exact = ExactLinearGaussianPosterior(lg)
+    post = exact.posterior(cat.y.values, cat.mask.values)
+    np.testing.assert_allclose(ds["mean"].values, post.mean, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ds["std"].values, post.std, rtol=1e-12)
+    # empirical quantiles of 64 draws straddle the mean
+    q = ds["quantiles"].values
+    assert q.shape == (N, 3, 10) and np.all(q[:, 0] <= q[:, 2])
+    assert ds["samples"].shape == (N, 64, 10)
+    assert ds.attrs["model_version"] == "1" and ds.attrs["catalogue_hash"] == dataset_hash(catalogue)
+
+
+def test_rerun_with_same_model_does_no_work(lg, catalogue, analyses):
+    h = dataset_hash(analyses)
+    w = AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, catalogue, analyses, provenance=PROV, n_samples=64, seed=2)
+    assert w.pending_chunks() == [] and w.run() == 0
+    assert dataset_hash(analyses) == h
+
+
+def test_another_model_version_is_refused_on_the_same_path(lg, catalogue, analyses):
+    with pytest.raises(ValueError, match="identity"):
+        AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, catalogue, analyses,
+                       provenance={**PROV, "model_version": "2"}, n_samples=64, seed=2)
+
+
+def test_wrong_problem_or_missing_variable_refused_before_writing(tmp_path, lg, catalogue):
+    other = get_problem("linear_gaussian", noise_std=0.5)
+    out = tmp_path / "never.zarr"
+    with pytest.raises(ValueError, match="does not match the model"):
+        AnalysesWriter(ExactLinearGaussianPosterior(other), other, catalogue, str(out), provenance=PROV)
+    assert not out.exists()
+    broken = str(tmp_path / "broken.zarr")
+    write_catalogue(lg, broken, n_events=50, seed=0, chunk_size=25)
+    zarr.open_group(broken, mode="r+").__delitem__("y")
+    with pytest.raises(ValueError, match="missing variable `y`"):
+        AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, broken, str(out), provenance=PROV)
+    assert not out.exists()
+
+
+_KILL = textwrap.dedent(
+    """
+    import os, signal, sys
+    from vardax_core.data import AnalysesWriter
+    from vardax_core.problems import ExactLinearGaussianPosterior, get_problem
+    lg = get_problem("linear_gaussian", missing_fraction=0.1)
+    w = AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, sys.argv[1], sys.argv[2],
+                       provenance={PROV!r}, n_samples=64, seed=2)
+    w.run(progress=lambda done, total: os.kill(os.getpid(), signal.SIGKILL) if done == 2 else None)
+    """
+).format(PROV=PROV)
+
+
+def test_kill_and_rerun_equals_uninterrupted(tmp_path, lg, catalogue, analyses):
+    out = str(tmp_path / "killed.zarr")
+    script = tmp_path / "kill.py"
+    script.write_text(_KILL)
+    proc = subprocess.run([sys.executable, str(script), catalogue, out], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    w = AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, catalogue, out, provenance=PROV, n_samples=64, seed=2)
+    assert len(w.pending_chunks()) == 3
+    assert w.run() == 3
+    a, b = open_analyses(out), open_analyses(analyses)
+    for v in ("mean", "std", "quantiles", "samples", "event"):
+        np.testing.assert_array_equal(a[v].values, b[v].values)

@@ -20,6 +20,7 @@ from ._adjoint import OracleReference as OracleReference
 from ._adjoint import adjoint_calibration as adjoint_calibration
 from ._adjoint import compare_linear_operators as compare_linear_operators
 from ._adjoint import emulator_jacobian_calibration as emulator_jacobian_calibration
+from ._adjoint import gaussian_probes as gaussian_probes
 from ._adjoint import linear_operator as linear_operator
 from ._adjoint import operator_gate as operator_gate
 from ._agreement import agreement_from_estimates as agreement_from_estimates
@@ -40,4 +41,5 @@ from ._sbc import sbc as sbc
 from ._sbc import sbc_gate as sbc_gate
 from ._sbc import sbc_simulation_arrays as sbc_simulation_arrays
 from ._sbc import simulate_sbc as simulate_sbc
+from ._sbc import simulate_sbc_batch as simulate_sbc_batch
 from ._sbc import statistic_names as statistic_names

@@ -10,7 +10,7 @@ B (the reference) from R^in to R^out restricted to the unmasked input slots
   probes v_k (reported, and shown as a histogram);
 - the relative operator-norm error r = ‖(A − B) P‖₂ / ‖B P‖₂, numerator and denominator
   each estimated by ``power_steps`` power iterations on (·)ᵀ(·) started from the same
-  random vector. Each estimate ‖M v_K‖ (‖v_K‖ = 1) is a lower bound of ‖M‖₂ that
+  random vector (the normalised sum of the probes). Each estimate ‖M v_K‖ (‖v_K‖ = 1) is a lower bound of ‖M‖₂ that
   converges geometrically; ``details["power_change"]`` reports the relative change of r
   over the last iteration so a non-converged estimate is visible.
 
@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._common import check_output, nonfinite_reason, order_statistic, summary_quantiles
+from ._common import DualJit, check_output, chunked_map, nonfinite_reason, order_statistic, summary_quantiles
 from ._config import GateConfig
 from ._report import GateResult
 
@@ -75,58 +75,59 @@ def _normalise(g, fallback):
     return jnp.where(n > 0, g / jnp.where(n > 0, n, 1.0), fallback)
 
 
-def compare_linear_operators(jvp_a, vjp_a, jvp_b, vjp_b, in_shape, key, n_probes: int, power_steps: int,
-                             in_mask=None) -> dict:
+def compare_linear_operators(jvp_a, vjp_a, jvp_b, vjp_b, probes, power_steps: int, in_mask=None) -> dict:
     """Compare a candidate operator A with a reference B given their jvp/vjp (one
     instance; ``jax.vmap`` it over events or states).
 
-    ``jvp_*``: v (``in_shape``) ↦ J v; ``vjp_*``: w (output shape) ↦ Jᵀ w; all float64.
-    ``in_mask`` (boolean, ``in_shape``) restricts the input to its True slots.
+    ``jvp_*``: v (input shape) ↦ J v; ``vjp_*``: w (output shape) ↦ Jᵀ w; all float64.
+    ``probes`` (n_probes, *input shape): standard Gaussian vectors (see
+    :func:`gaussian_probes`); the power iterations start from their normalised sum.
+    ``in_mask`` (boolean, input shape) restricts the input to its True slots.
 
-    Returns float64 arrays: ``probe_errors`` (n_probes,) = ‖(A−B)v‖/‖Bv‖,
-    ``norm_diff`` ≈ ‖(A−B)P‖₂, ``norm_ref`` ≈ ‖BP‖₂, ``ratio`` = norm_diff / norm_ref
-    (0 when both vanish, inf when only the reference does), ``power_change`` (relative
-    change of ``ratio`` in the last power step) and ``frobenius_ratio``, the probe
-    estimate of ‖(A−B)P‖_F / ‖BP‖_F.
+    Returns float64 arrays: ``probe_errors`` (n_probes,) = ‖(A−B)Pv‖/‖BPv‖,
+    ``norm_diff`` ≈ ‖(A−B)P‖₂, ``norm_ref`` ≈ ‖BP‖₂ (both lower bounds),
+    ``ratio`` = norm_diff / norm_ref (0 when both vanish, inf when only the reference
+    does), ``power_change`` (relative change of ``ratio`` over the last power step) and
+    ``frobenius_ratio``, the probe estimate of ‖(A−B)P‖_F / ‖BP‖_F.
     """
+    in_shape = probes.shape[1:]
     P = jnp.ones(in_shape, F64) if in_mask is None else jnp.asarray(in_mask, F64)
-    k_probe, k_start = jax.random.split(key)
-    V = jax.random.normal(k_probe, (n_probes, *in_shape), F64) * P
+    V = probes.astype(F64) * P
+
+    def ratio_of(nd, nr):
+        return jnp.where(nr > 0, nd / jnp.where(nr > 0, nr, 1.0), jnp.where(nd > 0, jnp.inf, 0.0))
 
     def probe(v):
         b = jvp_b(v)
         return _norm(jvp_a(v) - b), _norm(b)
 
     num, den = jax.vmap(probe)(V)
-    probe_errors = jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.where(num > 0, jnp.inf, 0.0))
+    probe_errors = ratio_of(num, den)
 
-    def diff_jvp(v):
-        return jvp_a(v) - jvp_b(v)
-
-    def diff_vjp(w):
-        return vjp_a(w) - vjp_b(w)
-
-    def ratio_of(nd, nr):
-        return jnp.where(nr > 0, nd / jnp.where(nr > 0, nr, 1.0), jnp.where(nd > 0, jnp.inf, 0.0))
-
-    v0 = _normalise(jax.random.normal(k_start, in_shape, F64) * P, P)
-
+    # Power iterations on (A−B)ᵀ(A−B) and BᵀB (restricted by P) side by side; each call
+    # site of the four products appears once, which keeps compilation cheap.
     def power(carry, _):
         vd, vr = carry
-        wd, wr = diff_jvp(vd), jvp_b(vr)
+        wd = jvp_a(vd) - jvp_b(vd)
+        wr = jvp_b(vr)
         nd, nr = _norm(wd), _norm(wr)
-        vd_next = _normalise(diff_vjp(wd) * P, vd)
-        vr_next = _normalise(vjp_b(wr) * P, vr)
-        return (vd_next, vr_next), ratio_of(nd, nr)
+        gd = (vjp_a(wd) - vjp_b(wd)) * P
+        gr = vjp_b(wr) * P
+        return (_normalise(gd, vd), _normalise(gr, vr)), (nd, nr)
 
-    (vd, vr), history = jax.lax.scan(power, (v0, v0), None, length=power_steps)
-    norm_diff, norm_ref = _norm(diff_jvp(vd)), _norm(jvp_b(vr))
-    ratio = ratio_of(norm_diff, norm_ref)
-    prev = history[-1]
-    change = jnp.abs(ratio - prev) / jnp.maximum(jnp.abs(ratio), 1e-300)
-    frob = ratio_of(_norm(num), _norm(den))
-    return {"probe_errors": probe_errors, "norm_diff": norm_diff, "norm_ref": norm_ref, "ratio": ratio,
-            "power_change": jnp.where(ratio > 0, change, 0.0), "frobenius_ratio": frob}
+    v0 = _normalise(jnp.sum(V, axis=0), P)
+    _, (nds, nrs) = jax.lax.scan(power, (v0, v0), None, length=power_steps + 1)
+    ratios = ratio_of(nds, nrs)
+    ratio, prev = ratios[-1], ratios[-2]
+    change = jnp.abs(ratio - prev) / jnp.where(ratio > 0, ratio, 1.0)
+    return {"probe_errors": probe_errors, "norm_diff": nds[-1], "norm_ref": nrs[-1], "ratio": ratio,
+            "power_change": change, "frobenius_ratio": ratio_of(_norm(num), _norm(den))}
+
+
+def gaussian_probes(key, n_instances: int, n_probes: int, in_shape: tuple[int, ...]):
+    """Standard Gaussian probes (n_instances, n_probes, *in_shape) in float64, drawn in
+    one call (random-number generation compiles slowly inside vmapped code)."""
+    return jax.random.normal(key, (n_instances, n_probes, *in_shape), F64)
 
 
 def operator_gate(name: str, comparison: dict, config: GateConfig, what: str, label: str = "event",
@@ -212,17 +213,20 @@ def _mean_map(posterior, mask, state_shape):
     return f
 
 
-@eqx.filter_jit
-def _probe_events(posterior, reference, y, mask, aux, keys, state_shape, n_probes, power_steps, chunk):
+def _probe_events(posterior, reference, y, mask, aux, key, state_shape, n_probes, power_steps, chunk):
     def one(args):
-        yy, mm, aa, kk = args
+        yy, mm, aa, zz = args
         est, jvp_f, vjp_f = linear_operator(_mean_map(posterior, mm, state_shape), yy)
         jvp_o, vjp_o = reference.operator(yy, mm, aa)
-        out = compare_linear_operators(jvp_f, vjp_f, jvp_o, vjp_o, yy.shape, kk, n_probes, power_steps, mm)
+        out = compare_linear_operators(jvp_f, vjp_f, jvp_o, vjp_o, zz, power_steps, mm)
         out["estimate_finite"] = jnp.all(jnp.isfinite(est))
         return out
 
-    return jax.lax.map(one, (y, mask, aux, keys), batch_size=min(chunk, y.shape[0]))
+    probes = gaussian_probes(key, y.shape[0], n_probes, y.shape[1:])
+    return chunked_map(one, (y, mask, aux, probes), chunk)
+
+
+_probe_events_jit = DualJit(_probe_events)
 
 
 def adjoint_calibration(posterior, y, mask, reference, key, config: GateConfig | None = None, *, aux=None,
@@ -236,27 +240,25 @@ def adjoint_calibration(posterior, y, mask, reference, key, config: GateConfig |
     are probed at a time under jit.
     """
     config = config or GateConfig()
-    y, mask = jnp.asarray(y), jnp.asarray(mask)
+    # Host-side preparation (NumPy): eager JAX ops would each compile a small kernel.
+    y, mask = np.asarray(y), np.asarray(mask)
     if y.shape != mask.shape:
         raise ValueError(f"`mask` must have the same shape as `y` {y.shape}, got {mask.shape}")
-    if mask.dtype != jnp.bool_:
+    if mask.dtype != np.bool_:
         raise ValueError(f"`mask` must be boolean, got {mask.dtype}")
     state_shape = tuple(state_shape or reference.problem.state_shape)
     n_events = y.shape[0]
-    if aux is None:
-        aux = jnp.zeros((n_events, *state_shape), F64)
-    aux = jnp.asarray(aux)
+    aux = np.zeros((n_events, *state_shape)) if aux is None else np.asarray(aux)
     if aux.shape != (n_events, *state_shape):
         raise ValueError(f"`aux` (the oracle x*) must have shape {(n_events, *state_shape)}, got {aux.shape}")
-    observed = np.asarray(jnp.any(mask.reshape(n_events, -1), axis=1))
+    observed = mask.reshape(n_events, -1).any(axis=1)
     y, mask, aux = y[observed], mask[observed], aux[observed]
     extra = {"n_skipped_unobserved": int((~observed).sum())}
     if y.shape[0] == 0:
         return operator_gate(NAME, {"ratio": np.zeros(0), "probe_errors": np.zeros((0, config.n_probes)),
                                     "frobenius_ratio": np.zeros(0), "power_change": np.zeros(0)},
                              config, "‖J_f − J_o‖/‖J_o‖", extra=extra)
-    keys = jax.random.split(key, y.shape[0])
-    out = _probe_events(posterior, reference, y, mask, aux, keys, state_shape, int(config.n_probes),
+    out = _probe_events_jit(config.fast_compile, posterior, reference, y, mask, aux, key, state_shape, int(config.n_probes),
                         int(config.power_steps), int(config.adjoint_chunk))
     valid = np.asarray(out.pop("estimate_finite"))
     return operator_gate(NAME, out, config, "‖J_f − J_o‖/‖J_o‖", extra=extra, valid=valid)
@@ -268,17 +270,20 @@ def _step_fn(model):
     return model.step if hasattr(model, "step") else model
 
 
-@eqx.filter_jit
-def _probe_states(emulator_model, physics_model, states, keys, n_probes, power_steps, chunk):
+def _probe_states(emulator_model, physics_model, states, key, n_probes, power_steps, chunk):
     def one(args):
-        x, k = args
+        x, z = args
         out_f, jvp_f, vjp_f = linear_operator(_step_fn(emulator_model), x)
         out_m, jvp_m, vjp_m = linear_operator(_step_fn(physics_model), x)
-        res = compare_linear_operators(jvp_f, vjp_f, jvp_m, vjp_m, x.shape, k, n_probes, power_steps)
+        res = compare_linear_operators(jvp_f, vjp_f, jvp_m, vjp_m, z, power_steps)
         res["estimate_finite"] = jnp.all(jnp.isfinite(out_f)) & jnp.all(jnp.isfinite(out_m))
         return res
 
-    return jax.lax.map(one, (states, keys), batch_size=min(chunk, states.shape[0]))
+    probes = gaussian_probes(key, states.shape[0], n_probes, states.shape[1:])
+    return chunked_map(one, (states, probes), chunk)
+
+
+_probe_states_jit = DualJit(_probe_states)
 
 
 def emulator_jacobian_calibration(emulator_model, physics_model, states, key, config: GateConfig | None = None,
@@ -294,8 +299,7 @@ def emulator_jacobian_calibration(emulator_model, physics_model, states, key, co
     states = jnp.asarray(states)
     if states.ndim < 2:
         raise ValueError(f"`states` must be batched, shape (states, *state), got {states.shape}")
-    keys = jax.random.split(key, states.shape[0])
-    out = _probe_states(emulator_model, physics_model, states, keys, int(config.n_probes), int(config.power_steps),
+    out = _probe_states_jit(config.fast_compile, emulator_model, physics_model, states, key, int(config.n_probes), int(config.power_steps),
                         int(config.adjoint_chunk))
     valid = np.asarray(out.pop("estimate_finite"))
     return operator_gate(name, out, config, "‖∂F/∂x − ∂M/∂x‖/‖∂M/∂x‖", label="state", valid=valid)

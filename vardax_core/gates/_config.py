@@ -32,6 +32,12 @@ class GateConfig:
         Holm-adjusted p-value is > ``sbc_alpha`` (0.01). ``sbc_chunk`` runs are
         processed at a time (bounds memory; results do not depend on it).
 
+    Compilation
+        ``fast_compile`` (True): compile the gates' jitted computations at XLA backend
+        optimisation level 0 — several times faster to compile, slower to run (see
+        ``vardax_core.gates._common.FAST_COMPILE_OPTIONS``); a gate runs once per model
+        version, so compilation usually dominates.
+
     Diagnostics and figures
         ``coverage_levels`` points of the expected-coverage / TARP curves;
         ``band_simulations`` uniform-ECDF simulations for the simultaneous ECDF band.
@@ -59,6 +65,7 @@ class GateConfig:
     band_simulations: int = 2000
     band_level: float = 0.99
     eval_chunk: int = 256
+    fast_compile: bool = True
 
     def __post_init__(self):
         def need(cond, msg):

@@ -16,9 +16,10 @@ rejected with probability ≤ 1 %. A KS test of the randomised normalised ranks
 u = (r + U)/(L+1), U ~ U(0, 1) (exactly uniform under the null), is reported too.
 
 Everything from the prior draws to the ranks runs in one jitted computation, the runs
-in chunks of ``sbc_chunk`` (``jax.lax.map``): no Python loop over runs. Run n uses keys
-``fold_in(k, n)``, so results do not depend on the chunk size, and the simulation of
-run n is event n of ``problem.simulate(k_sim, N)``.
+in chunks of about ``sbc_chunk`` (``jax.lax.map`` over vmapped blocks): no Python loop
+over runs. Run n simulates with ``fold_in(k_sim, n)`` (event n of
+``problem.simulate(k_sim, N)``) and draws with ``fold_in(k_draw, n)``, so results do
+not depend on the chunk size.
 
 Power (the numbers behind the test sizes). If q has the right mean but its covariance
 is c times the true one, a component's normalised rank is u = Φ(z/√c), z ~ N(0, 1), so
@@ -40,13 +41,12 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats as sps
 
-from ._common import check_output, component_names, has_density, nonfinite_reason
+from ._common import DualJit, check_output, chunked_map, component_names, has_density, nonfinite_reason
 from ._config import GateConfig
 from ._report import GateResult
 
@@ -73,25 +73,25 @@ class SBCSimulation(NamedTuple):
     post_std: jax.Array
 
 
-def _rank(draws, truth, key):
-    """Ranks of ``truth`` (S,) among ``draws`` (L, S), ties broken uniformly at random,
-    and their randomised normalised version."""
-    k_tie, k_jit = jax.random.split(key)
+def _rank(draws, truth, u_tie, u_jitter):
+    """Ranks of ``truth`` (S,) among ``draws`` (L, S), ties broken uniformly at random
+    with the uniforms ``u_tie`` (S,), and the randomised normalised ranks
+    (rank + ``u_jitter``)/(L + 1)."""
     less = jnp.sum(draws < truth, axis=0)
     ties = jnp.sum(draws == truth, axis=0)
-    tie = jnp.floor(jax.random.uniform(k_tie, truth.shape, F64) * (ties + 1)).astype(jnp.int32)
+    tie = jnp.floor(u_tie * (ties + 1)).astype(less.dtype)
     rank = less + jnp.minimum(tie, ties)
-    u = (rank + jax.random.uniform(k_jit, truth.shape, F64)) / (draws.shape[0] + 1)
-    return rank.astype(jnp.int32), u
+    return rank.astype(jnp.int32), (rank + u_jitter) / (draws.shape[0] + 1)
 
 
-def sbc_run(posterior, problem, key, n: int, n_draws: int, density: bool):
-    """Run ``n`` of the SBC simulation (``key`` is the experiment's key): traceable,
-    vmappable. Returns the fields of one row of :class:`SBCSimulation`."""
-    k_sim, k_draw, k_rank, k_ref = jax.random.split(key, 4)
-    x, y, mask = problem.simulate_one(jax.random.fold_in(k_sim, n))
+def sbc_run(posterior, problem, sim_key, draw_key, uniforms, z_ref, n_draws: int, density: bool):
+    """One SBC run: traceable and vmappable. ``sim_key`` simulates (x, y, mask),
+    ``draw_key`` draws from the posterior; ``uniforms`` (2S + 1,) break ties, randomise
+    the ranks and the TARP fraction; ``z_ref`` (n,) whitens the TARP reference point.
+    Returns the fields of one row of :class:`SBCSimulation`."""
+    x, y, mask = problem.simulate_one(sim_key)
     state_shape = problem.state_shape
-    draws = posterior.sample(y[None], mask[None], jax.random.fold_in(k_draw, n), n_draws)
+    draws = posterior.sample(y[None], mask[None], draw_key, n_draws)
     check_output("posterior.sample(y, mask, key, n)", draws, (1, n_draws, *state_shape))
     draws = draws[0].reshape(n_draws, -1).astype(F64)
     truth = x.reshape(-1).astype(F64)
@@ -103,40 +103,69 @@ def sbc_run(posterior, problem, key, n: int, n_draws: int, density: bool):
             check_output("posterior.log_prob(x, y, mask)", out, (1,))
             return out[0].astype(F64)
 
-        lq_truth = lq(truth)
-        lq_draws = jax.vmap(lq)(draws)  # y is not batched: the head's encoder runs once per run
-        stat_draws = jnp.concatenate([draws, lq_draws[:, None]], axis=1)
-        stat_truth = jnp.concatenate([truth, lq_truth[None]])
-        finite = finite & jnp.all(jnp.isfinite(lq_draws)) & jnp.isfinite(lq_truth)
-    k_r, k_tarp = jax.random.split(jax.random.fold_in(k_rank, n))
-    rank, u = _rank(stat_draws, stat_truth, k_r)
+        # truth and draws in one vmap; y is not batched, so the head's encoder runs once
+        lqs = jax.vmap(lq)(jnp.concatenate([truth[None], draws]))
+        stat_draws = jnp.concatenate([draws, lqs[1:, None]], axis=1)
+        stat_truth = jnp.concatenate([truth, lqs[:1]])
+        finite = finite & jnp.all(jnp.isfinite(lqs))
+    S = stat_truth.shape[0]
+    rank, u = _rank(stat_draws, stat_truth, uniforms[:S], uniforms[S:2 * S])
     # TARP (Lemos et al. 2023): distances, in prior-standardised units, to a reference
     # point drawn from the prior.
-    scale = jnp.sqrt(problem.prior.cov.variance().reshape(-1)).astype(F64)
-    ref = problem.prior.sample(jax.random.fold_in(k_ref, n)).reshape(-1).astype(F64)
+    prior = problem.prior
+    scale = jnp.sqrt(prior.cov.variance().reshape(-1)).astype(F64)
+    ref = (prior.mean + prior.B_sqrt(z_ref.reshape(state_shape).astype(prior.mean.dtype))).reshape(-1)
     d_draw = jnp.sqrt(jnp.sum(((draws - ref) / scale) ** 2, axis=1))
     d_truth = jnp.sqrt(jnp.sum(((truth - ref) / scale) ** 2))
-    tarp = (jnp.sum(d_draw < d_truth) + jax.random.uniform(k_tarp, (), F64)) / (n_draws + 1)
+    tarp = (jnp.sum(d_draw < d_truth) + uniforms[2 * S]) / (n_draws + 1)
     return {"ranks": rank, "u": u, "finite": finite, "tarp": tarp, "truth": truth,
             "post_mean": jnp.mean(draws, axis=0), "post_std": jnp.std(draws, axis=0, ddof=1)}
 
 
 def sbc_simulation_arrays(posterior, problem, key, n_runs: int, n_draws: int, chunk: int, density: bool) -> dict:
-    """All N runs (``chunk`` at a time with ``jax.lax.map``): traceable and vmappable over
-    ``key`` (the power studies vmap over seeds)."""
-    return jax.lax.map(lambda n: sbc_run(posterior, problem, key, n, n_draws, density),
-                       jnp.arange(n_runs), batch_size=min(chunk, n_runs))
+    """All N runs, ``chunk`` at a time: traceable and vmappable over ``key`` (the power
+    studies vmap over seeds). Run n simulates with ``fold_in(k_sim, n)`` — event n of
+    ``problem.simulate(k_sim, N)`` — and draws with ``fold_in(k_draw, n)``; the
+    remaining randomness is drawn for all runs at once (few random-number call sites
+    keep compilation fast)."""
+    k_sim, k_draw, k_u, k_z = jax.random.split(key, 4)
+    runs = jnp.arange(n_runs)
+    n_stats = problem.n_state + (1 if density else 0)
+    xs = (jax.vmap(jax.random.fold_in, (None, 0))(k_sim, runs),
+          jax.vmap(jax.random.fold_in, (None, 0))(k_draw, runs),
+          jax.random.uniform(k_u, (n_runs, 2 * n_stats + 1), F64),
+          jax.random.normal(k_z, (n_runs, problem.n_state), F64))
+    return chunked_map(lambda a: sbc_run(posterior, problem, *a, n_draws, density), xs, chunk)
 
 
-_simulate_jit = eqx.filter_jit(sbc_simulation_arrays)
+_simulate_jit = DualJit(sbc_simulation_arrays)
 
 
 def simulate_sbc(posterior, problem, key, config: GateConfig | None = None) -> SBCSimulation:
     """Run the SBC simulation for ``posterior`` on ``problem`` (jitted end to end)."""
     config = config or GateConfig()
-    out = _simulate_jit(posterior, problem, key, int(config.sbc_runs), int(config.sbc_draws),
+    out = _simulate_jit(config.fast_compile, posterior, problem, key, int(config.sbc_runs), int(config.sbc_draws),
                         int(config.sbc_chunk), has_density(posterior))
     return SBCSimulation(**out)
+
+
+def _simulate_batch(posterior, problem, keys, n_runs, n_draws, chunk, density):
+    return jax.vmap(lambda k: sbc_simulation_arrays(posterior, problem, k, n_runs, n_draws, chunk, density))(keys)
+
+
+_simulate_batch_jit = DualJit(_simulate_batch)
+
+
+def simulate_sbc_batch(posterior, problem, keys, config: GateConfig | None = None) -> list[SBCSimulation]:
+    """Independent SBC simulations, one per key in ``keys`` (a batch of keys), vmapped
+    in one jitted computation — for measuring a gate's power or false-rejection rate
+    over seeds. Each equals ``simulate_sbc(posterior, problem, keys[i], config)`` up to
+    floating-point rounding."""
+    config = config or GateConfig()
+    out = _simulate_batch_jit(config.fast_compile, posterior, problem, keys, int(config.sbc_runs), int(config.sbc_draws),
+                              int(config.sbc_chunk), has_density(posterior))
+    out = {k: np.asarray(v) for k, v in out.items()}
+    return [SBCSimulation(**{k: v[i] for k, v in out.items()}) for i in range(len(keys))]
 
 
 def statistic_names(posterior, problem) -> list[str]:

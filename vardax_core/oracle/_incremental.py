@@ -1,0 +1,126 @@
+"""Incremental 4DVar: Gauss–Newton outer loop, conjugate gradients inside."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..problems import Problem
+from ._base import AbstractFourDVar, finish
+from ._cg import cg
+from ._control import EventCost, tree_dot
+from ._result import CONVERGED, MAX_ITERATIONS, NONFINITE, RUNNING, STALLED
+
+
+class IncrementalFourDVar(AbstractFourDVar):
+    """Incremental (Gauss–Newton) strong-constraint 4DVar in the control variable.
+
+    Outer iteration k linearises the window operator at x_k = x_b + B^½ v_k
+    (``jax.linearize``; its transpose by ``jax.linear_transpose``) and solves the
+    quadratic inner problem
+
+        (I + Zᵀ W Z) δv = −∇_v J(v_k),   Z = G′(x_k) B^½,  W = mask ⊙ R⁻¹,
+
+    matrix-free by conjugate gradients (the control-variable transform is the
+    preconditioner: the inner matrix has every eigenvalue ≥ 1) to a relative residual
+    ``inner_rtol`` or ``max_inner`` iterations. The default ``inner_rtol`` = 0.1 is an
+    inexact (truncated) Gauss–Newton step: with a non-zero residual Gauss–Newton
+    converges only linearly, and tighter inner solves were measured to buy no fewer
+    outer iterations on lorenz96. Pass a small ``inner_rtol`` to solve a linear problem
+    in one outer iteration.
+
+    Step length: the Gauss–Newton step (α = 1) and the step α₂ that the secant
+    curvature along it predicts (α₂ = −gᵀδv / (∇J(v+δv) − g)ᵀδv, clipped to [0.1, 4])
+    are both evaluated; the lower cost that satisfies the Armijo condition wins. α₂
+    corrects the Gauss–Newton step where the neglected second-order term of the
+    residuals makes it too long or too short: on 256 lorenz96 events it cut the
+    slowest event from more than 50 outer iterations to 37. Neither acceptable: α is
+    halved from the shorter one (at most ``max_halvings`` times; none found →
+    ``STALLED``). All loops are ``lax`` loops; the solver is vmapped over events, and
+    inner loops of events already finished are given nothing to do.
+
+    Stops with ``CONVERGED`` when ‖∇_v J‖₂ ≤ ``gtol`` (the exact gradient of the
+    nonlinear cost), ``MAX_ITERATIONS`` after ``max_outer`` outer iterations,
+    ``STALLED`` or ``NONFINITE`` as above. ``iterations`` counts outer iterations,
+    ``inner_iterations`` the CG iterations summed over them.
+    """
+
+    max_outer: int = eqx.field(static=True, default=50)
+    max_inner: int = eqx.field(static=True, default=200)
+    gtol: float = eqx.field(static=True, default=1e-6)
+    inner_rtol: float = eqx.field(static=True, default=0.1)
+    max_halvings: int = eqx.field(static=True, default=10)
+    armijo: float = eqx.field(static=True, default=1e-4)
+
+    def __check_init__(self):
+        if self.max_outer < 1 or self.max_inner < 1 or self.max_halvings < 0:
+            raise ValueError("IncrementalFourDVar: max_outer and max_inner must be >= 1, max_halvings >= 0")
+        if not (self.gtol > 0 and self.inner_rtol > 0):
+            raise ValueError("IncrementalFourDVar: gtol and inner_rtol must be > 0")
+
+    def _solve_one(self, problem: Problem, y, mask, x_init):
+        ev = EventCost(problem, y, mask)
+        vg = jax.value_and_grad(ev.cost)
+        v0 = ev.to_control(x_init)
+        f0, g0 = vg(v0)
+        gn0 = jnp.sqrt(tree_dot(g0, g0))
+        status0 = jnp.where(
+            ~(jnp.isfinite(f0) & jnp.isfinite(gn0)), NONFINITE, jnp.where(gn0 <= self.gtol, CONVERGED, RUNNING)
+        )
+        tol_f = 8 * jnp.finfo(v0.dtype).eps
+
+        def cond(c):
+            return c[-1] == RUNNING
+
+        def body(c):
+            v, f, g, _, k, inner, status = c
+            # under vmap the body also runs for finished events: give their inner
+            # loops nothing to do, so they never hold the batch's loops open
+            active = status == RUNNING
+            hess, _, _ = ev.gn_hessian(ev.to_state(v))
+            dv, its, _ = cg(hess, -g, rtol=self.inner_rtol, max_iter=jnp.where(active, self.max_inner, 0))
+            slope = tree_dot(g, dv)
+
+            def armijo(alpha, f_t, g_t):
+                return (
+                    jnp.isfinite(f_t)
+                    & jnp.all(jnp.isfinite(g_t))
+                    & (f_t <= f + self.armijo * alpha * slope + tol_f * jnp.abs(f))
+                )
+
+            # the Gauss–Newton step, and the step the secant curvature along it predicts
+            f1, g1 = vg(v + dv)
+            curv = tree_dot(g1 - g, dv)
+            a2 = jnp.where(jnp.isfinite(curv) & (curv > 0), jnp.clip(-slope / curv, 0.1, 4.0), 0.5)
+            f2, g2 = vg(v + a2 * dv)
+            ok1, ok2 = armijo(1.0, f1, g1), armijo(a2, f2, g2)
+            take2 = ok2 & (~ok1 | (f2 < f1))
+            alpha, f_t, g_t = jax.tree.map(lambda a, b: jnp.where(take2, a, b), (a2, f2, g2), (jnp.ones_like(a2), f1, g1))
+            ok = ok1 | ok2
+
+            # neither: backtrack from the shorter of the two (rare)
+            def ls_cond(lc):
+                return active & ~lc[-2] & (lc[-1] < self.max_halvings)
+
+            def ls_body(lc):
+                alpha, _, _, _, j = lc
+                alpha = 0.5 * alpha
+                f_t, g_t = vg(v + alpha * dv)
+                return alpha, f_t, g_t, armijo(alpha, f_t, g_t), j + 1
+
+            alpha0 = jnp.where(ok, alpha, jnp.minimum(1.0, a2))
+            alpha, f_t, g_t, ok, _ = jax.lax.while_loop(ls_cond, ls_body, (alpha0, f_t, g_t, ok, 0))
+            v, f, g = jax.tree.map(lambda a, b: jnp.where(ok, a, b), (v + alpha * dv, f_t, g_t), (v, f, g))
+            gn = jnp.sqrt(tree_dot(g, g))
+            k = k + 1
+            status = jnp.where(
+                gn <= self.gtol,
+                CONVERGED,
+                jnp.where(~ok, STALLED, jnp.where(k >= self.max_outer, MAX_ITERATIONS, RUNNING)),
+            )
+            return v, f, g, gn, k, inner + its, status
+
+        init = (v0, f0, g0, gn0, jnp.asarray(0), jnp.asarray(0), status0)
+        v, f, _, gn, k, inner, status = jax.lax.while_loop(cond, body, init)
+        return finish(x_init, ev.to_state(v), f, gn, k, status, inner=inner)

@@ -1,0 +1,142 @@
+"""Strong-constraint 4DVar by L-BFGS in the control variable."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..problems import Problem
+from ._base import AbstractFourDVar, finish
+from ._control import EventCost, tree_dot
+from ._result import CONVERGED, MAX_ITERATIONS, NONFINITE, RUNNING, STALLED
+
+
+def _lbfgs_direction(g, S, Y, rho, count, gamma):
+    """−H g by the L-BFGS two-loop recursion. The memory is ordered oldest to newest
+    (the newest pair last); only the last ``count`` pairs are valid. Loop indices are
+    shared by every event, so under vmap the memory is sliced, never gathered."""
+    m = S.shape[0]
+
+    def newest_first(i, c):
+        q, alpha = c
+        j = m - 1 - i
+        a = jnp.where(i < count, rho[j] * tree_dot(S[j], q), 0.0)
+        return q - a * Y[j], alpha.at[j].set(a)
+
+    q, alpha = jax.lax.fori_loop(0, m, newest_first, (g, jnp.zeros(m, dtype=g.dtype)))
+
+    def oldest_first(j, r):
+        b = rho[j] * tree_dot(Y[j], r)
+        return jnp.where(j >= m - count, r + (alpha[j] - b) * S[j], r)
+
+    return -jax.lax.fori_loop(0, m, oldest_first, gamma * q)
+
+
+class StrongFourDVar(AbstractFourDVar):
+    """Minimise J(v) = ½‖v‖² + ½ Σ_t ‖m_t ⊙ (y_t − H(M_t(x_b + B^½ v)))‖²_{R⁻¹} with
+    L-BFGS, one ``lax.while_loop`` per event, vmapped over the batch.
+
+    The direction is the two-loop L-BFGS direction (``memory`` pairs, initial scaling
+    sᵀy/yᵀy, pairs with sᵀy ≤ 0 skipped; the first step is capped at unit length, one
+    prior standard deviation in v). The step length is found by backtracking from 1
+    with safeguarded quadratic interpolation and the Armijo condition, but *one trial
+    per loop pass*: a pass evaluates J and ∇J once at v + α d and either accepts the
+    point or shrinks α for the next pass. Under vmap every pass costs one batched
+    adjoint, whatever the other events do; a nested line-search loop would run as
+    long as the slowest event's search in every iteration (measured: about twice the
+    cost per iteration on 256 lorenz96 events). (optax's ``lbfgs`` with its zoom line
+    search converged as well but, vmapped, runs both branches of the search's
+    ``lax.cond``: about three adjoints per iteration.)
+
+    Stops with ``CONVERGED`` when ‖∇_v J‖₂ ≤ ``gtol``; ``MAX_ITERATIONS`` after
+    ``max_iterations`` accepted steps or ``2 · max_iterations`` evaluations;
+    ``STALLED`` after ``max_linesearch_steps`` rejected trials in a row; ``NONFINITE``
+    when J or ∇J is not finite at the start. ``iterations`` counts accepted steps and
+    ``inner_iterations`` the evaluations of (J, ∇J) after the start.
+    """
+
+    max_iterations: int = eqx.field(static=True, default=200)
+    gtol: float = eqx.field(static=True, default=1e-6)
+    memory: int = eqx.field(static=True, default=40)
+    max_linesearch_steps: int = eqx.field(static=True, default=20)
+    armijo: float = eqx.field(static=True, default=1e-4)
+
+    def __check_init__(self):
+        if self.max_iterations < 1 or self.memory < 1 or self.max_linesearch_steps < 1:
+            raise ValueError("StrongFourDVar: max_iterations, memory and max_linesearch_steps must be >= 1")
+        if not self.gtol > 0:
+            raise ValueError(f"StrongFourDVar: gtol must be > 0, got {self.gtol}")
+
+    def _solve_one(self, problem: Problem, y, mask, x_init):
+        ev = EventCost(problem, y, mask)
+        vg = jax.value_and_grad(ev.cost)
+        v0 = ev.to_control(x_init)
+        f0, g0 = vg(v0)
+        gn0 = jnp.sqrt(tree_dot(g0, g0))
+        status0 = jnp.where(
+            ~(jnp.isfinite(f0) & jnp.isfinite(gn0)), NONFINITE, jnp.where(gn0 <= self.gtol, CONVERGED, RUNNING)
+        )
+        m = self.memory
+        dt = v0.dtype
+        eps = jnp.finfo(dt).eps
+        zero = jnp.asarray(0)
+
+        def cond(c):
+            return c["status"] == RUNNING
+
+        def body(c):
+            v, f, g, S, Y, rho, count = (c[k] for k in ("v", "f", "g", "S", "Y", "rho", "count"))
+            gn = jnp.sqrt(tree_dot(g, g))
+            gamma = jnp.where(count > 0, 1.0 / (rho[-1] * tree_dot(Y[-1], Y[-1])), jnp.minimum(1.0, 1.0 / gn))
+            d = _lbfgs_direction(g, S, Y, rho, count, gamma)
+            slope = tree_dot(g, d)
+            # a non-descent direction (round-off) falls back to steepest descent
+            d, slope = jax.tree.map(lambda a, b: jnp.where(slope < 0, a, b), (d, slope), (-gamma * g, -gamma * gn**2))
+            alpha = c["alpha"]
+            f_t, g_t = vg(v + alpha * d)
+            ok = (
+                jnp.isfinite(f_t)
+                & jnp.all(jnp.isfinite(g_t))
+                & (f_t <= f + self.armijo * alpha * slope + 8 * eps * jnp.abs(f))
+            )
+            # rejected: the minimiser of the quadratic through f, slope and f_t, safeguarded
+            denom = 2.0 * (f_t - f - slope * alpha)
+            a_q = jnp.where(denom > 0, -slope * alpha**2 / denom, 0.5 * alpha)
+            a_next = jnp.where(jnp.isfinite(f_t), jnp.clip(a_q, 0.1 * alpha, 0.5 * alpha), 0.1 * alpha)
+            s, yk = alpha * d, g_t - g
+            sy = tree_dot(s, yk)
+            keep = ok & (sy > eps * jnp.sqrt(tree_dot(s, s) * tree_dot(yk, yk)))
+
+            def push(buf, new):
+                return jnp.where(keep, jnp.concatenate([buf[1:], new[None]]), buf)
+
+            k = c["k"] + ok
+            evals = c["evals"] + 1
+            rejects = jnp.where(ok, 0, c["rejects"] + 1)
+            g_new = jnp.where(ok, g_t, g)
+            gn_new = jnp.sqrt(tree_dot(g_new, g_new))
+            status = jnp.where(
+                gn_new <= self.gtol,
+                CONVERGED,
+                jnp.where(
+                    rejects >= self.max_linesearch_steps,
+                    STALLED,
+                    jnp.where((k >= self.max_iterations) | (evals >= 2 * self.max_iterations), MAX_ITERATIONS, RUNNING),
+                ),
+            )
+            return dict(
+                v=jnp.where(ok, v + s, v), f=jnp.where(ok, f_t, f), g=g_new,
+                S=push(S, s), Y=push(Y, yk), rho=push(rho, 1.0 / jnp.where(keep, sy, 1.0)),
+                count=jnp.where(keep, jnp.minimum(count + 1, m), count),
+                alpha=jnp.where(ok, 1.0, a_next), k=k, evals=evals, rejects=rejects, status=status,
+            )
+
+        buf = jnp.zeros((m, *v0.shape), dt)
+        init = dict(
+            v=v0, f=f0, g=g0, S=buf, Y=buf, rho=jnp.zeros(m, dt), count=zero,
+            alpha=jnp.asarray(1.0, dt), k=zero, evals=zero, rejects=zero, status=status0,
+        )
+        c = jax.lax.while_loop(cond, body, init)
+        gn = jnp.sqrt(tree_dot(c["g"], c["g"]))
+        return finish(x_init, ev.to_state(c["v"]), c["f"], gn, c["k"], c["status"], inner=c["evals"])

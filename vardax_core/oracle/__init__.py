@@ -31,3 +31,7 @@ from ._result import FourDVarResult as FourDVarResult
 from ._sensitivity import sensitivity_jvp as sensitivity_jvp
 from ._sensitivity import sensitivity_vjp as sensitivity_vjp
 from ._strong import StrongFourDVar as StrongFourDVar
+from ._store import ORACLE as ORACLE
+from ._store import OracleStoreWriter as OracleStoreWriter
+from ._store import open_oracle as open_oracle
+from ._store import solve_to_store as solve_to_store

@@ -8,7 +8,6 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._checks import check_shape
 from ..problems import Problem
@@ -54,8 +53,13 @@ class AbstractFourDVar(eqx.Module):
     """
 
     @abc.abstractmethod
-    def _solve_one(self, problem: Problem, y, mask, x_init) -> FourDVarResult:
-        """Solve one event (unbatched arrays); must be jittable and vmappable."""
+    def _solve_one(self, problem: Problem, y, mask, x_init, shared) -> FourDVarResult:
+        """Solve one event (unbatched arrays); must be jittable and vmappable.
+        ``shared`` is what :meth:`_prepare` computed once for the batch."""
+
+    def _prepare(self, problem: Problem):
+        """Work shared by every event of a batch (traced once per batch, outside the vmap)."""
+        return None
 
     def config(self) -> dict:
         """The solver's settings (JSON-serialisable), for provenance and store attrs."""
@@ -71,10 +75,20 @@ class AbstractFourDVar(eqx.Module):
         return _solve_batch(self, problem, y, mask, x_init)
 
 
+def use_background_preconditioner(problem: Problem, precondition: str) -> bool:
+    """Resolve a solver's ``precondition`` setting: ``"background"`` (dense Gauss–Newton
+    Hessian at x_b per event), ``"none"``, or ``"auto"`` (background for states of at
+    most ``PRECONDITION_MAX_STATE`` entries)."""
+    if precondition not in ("auto", "background", "none"):
+        raise ValueError(f"`precondition` must be 'auto', 'background' or 'none', got {precondition!r}")
+    return precondition == "background" or (precondition == "auto" and problem.n_state <= PRECONDITION_MAX_STATE)
+
+
+#: ``precondition="auto"`` uses the background preconditioner up to this state size.
+PRECONDITION_MAX_STATE = 64
+
+
 @eqx.filter_jit
 def _solve_batch(solver, problem, y, mask, x_init):
-    return jax.vmap(solver._solve_one, in_axes=(None, 0, 0, 0))(problem, y, mask, x_init)
-
-
-def as_int(x) -> int:
-    return int(np.asarray(x))
+    shared = solver._prepare(problem)
+    return jax.vmap(solver._solve_one, in_axes=(None, 0, 0, 0, None))(problem, y, mask, x_init, shared)

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 
 from ..problems import Problem
-from ._base import AbstractFourDVar, finish
+from ._base import AbstractFourDVar, finish, use_background_preconditioner
 from ._cg import cg
-from ._control import EventCost, tree_dot
+from ._control import EventCost, Preconditioner, background_jacobian, tree_dot
 from ._result import CONVERGED, MAX_ITERATIONS, NONFINITE, RUNNING, STALLED
 
 
@@ -29,6 +29,12 @@ class IncrementalFourDVar(AbstractFourDVar):
     converges only linearly, and tighter inner solves were measured to buy no fewer
     outer iterations on lorenz96. Pass a small ``inner_rtol`` to solve a linear problem
     in one outer iteration.
+
+    Inner preconditioning (``precondition``): beyond the control-variable transform,
+    the background setting preconditions CG with (I + Zᵦᵀ W Zᵦ)⁻¹, the Gauss–Newton
+    Hessian at the background x_b with the event's mask (Zᵦ = G′(x_b) B^½ is computed
+    once per batch; each event then needs one n × n Cholesky); ``"auto"`` uses it for
+    states of at most 64 entries, ``"none"`` never.
 
     Step length: the Gauss–Newton step (α = 1) and the step α₂ that the secant
     curvature along it predicts (α₂ = −gᵀδv / (∇J(v+δv) − g)ᵀδv, clipped to [0.1, 4])
@@ -52,15 +58,24 @@ class IncrementalFourDVar(AbstractFourDVar):
     inner_rtol: float = eqx.field(static=True, default=0.1)
     max_halvings: int = eqx.field(static=True, default=10)
     armijo: float = eqx.field(static=True, default=1e-4)
+    precondition: str = eqx.field(static=True, default="auto")
 
     def __check_init__(self):
+        if self.precondition not in ("auto", "background", "none"):
+            raise ValueError(
+                f"IncrementalFourDVar: precondition must be 'auto', 'background' or 'none', got {self.precondition!r}"
+            )
         if self.max_outer < 1 or self.max_inner < 1 or self.max_halvings < 0:
             raise ValueError("IncrementalFourDVar: max_outer and max_inner must be >= 1, max_halvings >= 0")
         if not (self.gtol > 0 and self.inner_rtol > 0):
             raise ValueError("IncrementalFourDVar: gtol and inner_rtol must be > 0")
 
-    def _solve_one(self, problem: Problem, y, mask, x_init):
+    def _prepare(self, problem: Problem):
+        return background_jacobian(problem) if use_background_preconditioner(problem, self.precondition) else None
+
+    def _solve_one(self, problem: Problem, y, mask, x_init, zb):
         ev = EventCost(problem, y, mask)
+        psolve = None if zb is None else Preconditioner.build(ev, zb).solve
         vg = jax.value_and_grad(ev.cost)
         v0 = ev.to_control(x_init)
         f0, g0 = vg(v0)
@@ -79,7 +94,9 @@ class IncrementalFourDVar(AbstractFourDVar):
             # loops nothing to do, so they never hold the batch's loops open
             active = status == RUNNING
             hess, _, _ = ev.gn_hessian(ev.to_state(v))
-            dv, its, _ = cg(hess, -g, rtol=self.inner_rtol, max_iter=jnp.where(active, self.max_inner, 0))
+            dv, its, _ = cg(
+                hess, -g, rtol=self.inner_rtol, max_iter=jnp.where(active, self.max_inner, 0), precondition=psolve
+            )
             slope = tree_dot(g, dv)
 
             def armijo(alpha, f_t, g_t):

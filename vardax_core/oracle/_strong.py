@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 
 from ..problems import Problem
-from ._base import AbstractFourDVar, finish
-from ._control import EventCost, tree_dot
+from ._base import AbstractFourDVar, finish, use_background_preconditioner
+from ._control import EventCost, Preconditioner, background_jacobian, tree_dot
 from ._result import CONVERGED, MAX_ITERATIONS, NONFINITE, RUNNING, STALLED
 
 
@@ -49,6 +49,15 @@ class StrongFourDVar(AbstractFourDVar):
     search converged as well but, vmapped, runs both branches of the search's
     ``lax.cond``: about three adjoints per iteration.)
 
+    Preconditioning (``precondition``): beyond the control-variable transform, the
+    background setting runs L-BFGS in w = Lᵀ v, where L Lᵀ = I + Zᵦᵀ W Zᵦ is the
+    Gauss–Newton Hessian at the background x_b with the event's mask (Zᵦ = G′(x_b) B^½ is
+    computed once per batch, n forward-mode products; each event then needs one n × n
+    Cholesky). Where the window is near-linear around x_b, the Hessian in w is close
+    to I: on 256 lorenz96 events it halved the iterations (mean 50 → 26, slowest
+    99 → 42). ``"auto"`` uses it for states of at most 64 entries, ``"none"`` never.
+    The tolerance is always on the gradient in v (‖∇_v J‖ = ‖L ∇_w J‖).
+
     Stops with ``CONVERGED`` when ‖∇_v J‖₂ ≤ ``gtol``; ``MAX_ITERATIONS`` after
     ``max_iterations`` accepted steps or ``2 · max_iterations`` evaluations;
     ``STALLED`` after ``max_linesearch_steps`` rejected trials in a row; ``NONFINITE``
@@ -58,22 +67,38 @@ class StrongFourDVar(AbstractFourDVar):
 
     max_iterations: int = eqx.field(static=True, default=200)
     gtol: float = eqx.field(static=True, default=1e-6)
-    memory: int = eqx.field(static=True, default=40)
+    memory: int = eqx.field(static=True, default=20)
     max_linesearch_steps: int = eqx.field(static=True, default=20)
     armijo: float = eqx.field(static=True, default=1e-4)
+    precondition: str = eqx.field(static=True, default="auto")
 
     def __check_init__(self):
+        if self.precondition not in ("auto", "background", "none"):
+            raise ValueError(f"StrongFourDVar: precondition must be 'auto', 'background' or 'none', got {self.precondition!r}")
         if self.max_iterations < 1 or self.memory < 1 or self.max_linesearch_steps < 1:
             raise ValueError("StrongFourDVar: max_iterations, memory and max_linesearch_steps must be >= 1")
         if not self.gtol > 0:
             raise ValueError(f"StrongFourDVar: gtol must be > 0, got {self.gtol}")
 
-    def _solve_one(self, problem: Problem, y, mask, x_init):
+    def _prepare(self, problem: Problem):
+        return background_jacobian(problem) if use_background_preconditioner(problem, self.precondition) else None
+
+    def _solve_one(self, problem: Problem, y, mask, x_init, zb):
         ev = EventCost(problem, y, mask)
-        vg = jax.value_and_grad(ev.cost)
-        v0 = ev.to_control(x_init)
+        if zb is None:  # L-BFGS directly in v
+            w_to_v = v_to_w = grad_w_to_v = lambda a: a  # noqa: E731
+        else:
+            pc = Preconditioner.build(ev, zb)
+            w_to_v, v_to_w, grad_w_to_v = pc.w_to_v, pc.v_to_w, pc.grad_w_to_v
+
+        def gnorm_v(g_w):
+            g = grad_w_to_v(g_w)
+            return jnp.sqrt(tree_dot(g, g))
+
+        vg = jax.value_and_grad(lambda w: ev.cost(w_to_v(w)))
+        v0 = v_to_w(ev.to_control(x_init))
         f0, g0 = vg(v0)
-        gn0 = jnp.sqrt(tree_dot(g0, g0))
+        gn0 = gnorm_v(g0)
         status0 = jnp.where(
             ~(jnp.isfinite(f0) & jnp.isfinite(gn0)), NONFINITE, jnp.where(gn0 <= self.gtol, CONVERGED, RUNNING)
         )
@@ -115,7 +140,7 @@ class StrongFourDVar(AbstractFourDVar):
             evals = c["evals"] + 1
             rejects = jnp.where(ok, 0, c["rejects"] + 1)
             g_new = jnp.where(ok, g_t, g)
-            gn_new = jnp.sqrt(tree_dot(g_new, g_new))
+            gn_new = gnorm_v(g_new)
             status = jnp.where(
                 gn_new <= self.gtol,
                 CONVERGED,
@@ -138,5 +163,5 @@ class StrongFourDVar(AbstractFourDVar):
             alpha=jnp.asarray(1.0, dt), k=zero, evals=zero, rejects=zero, status=status0,
         )
         c = jax.lax.while_loop(cond, body, init)
-        gn = jnp.sqrt(tree_dot(c["g"], c["g"]))
-        return finish(x_init, ev.to_state(c["v"]), c["f"], gn, c["k"], c["status"], inner=c["evals"])
+        x = ev.to_state(w_to_v(c["v"]))
+        return finish(x_init, x, c["f"], gnorm_v(c["g"]), c["k"], c["status"], inner=c["evals"])

@@ -1,0 +1,264 @@
+"""The ``oracle`` dataset: 4DVar + Laplace posteriors of pairs-store events, in Zarr.
+
+Written chunk by chunk along ``event`` with :class:`~vardax_core.data.ChunkedStore`
+(resumable: a crash loses at most the chunk in flight, a rerun solves exactly the
+chunks not yet written). :class:`OracleStoreWriter` exposes the chunks, so a
+Prefect/Dask runner can solve them in parallel processes and write each by region
+into the one store; :func:`solve_to_store` runs them all in this process.
+
+Every event of the selection gets a row, never dropped, and the posterior variables
+are never NaN. An event whose observations are non-finite at an observed position is
+flagged ``INVALID_INPUT``; one whose solve or Laplace posterior is not finite (a
+divergent window) is flagged ``NONFINITE``. Both are written with the *prior* as a
+finite fallback (``mean`` = x_b, ``std`` and ``cov_chol`` of B), ``fallback`` True,
+``converged`` False, ``cost`` and ``grad_norm`` = +inf and ``iterations`` 0. ``y`` and
+``mask`` are copied from the pairs store as they are (NaN at unobserved slots, by the
+project's convention).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+import numpy as np
+import xarray as xr
+
+from .._version import __version__
+from ..data import ChunkedStore, DatasetSchema, VariableSpec, dataset_hash, layout_sizes, open_pairs, open_store
+from ..data import problem_attrs, time_coord
+from ..problems import Problem
+from ._base import AbstractFourDVar
+from ._laplace import _resolve_method, laplace_posterior
+from ._multistart import MultiStart
+from ._result import CONVERGED, INVALID_INPUT, NONFINITE, REASONS
+from ._strong import StrongFourDVar
+
+ORACLE = DatasetSchema(
+    name="oracle",
+    variables=(
+        VariableSpec("source_event", ("event",), "int64", -1),
+        VariableSpec("x_true", ("event", "*state"), "float64", np.nan),
+        VariableSpec("y", ("event", "time", "*obs"), "float64", np.nan),
+        VariableSpec("mask", ("event", "time", "*obs"), "bool", False),
+        VariableSpec("mean", ("event", "*state"), "float64", np.nan),
+        VariableSpec("std", ("event", "*state"), "float64", np.nan),
+        VariableSpec("cov_chol", ("event", "cov_row", "cov_col"), "float64", np.nan, required=False),
+        VariableSpec("cost", ("event",), "float64", np.nan),
+        VariableSpec("grad_norm", ("event",), "float64", np.nan),
+        VariableSpec("iterations", ("event",), "int32", -1),
+        VariableSpec("converged", ("event",), "bool", False),
+        VariableSpec("reason", ("event",), "int32", -1),
+        VariableSpec("fallback", ("event",), "bool", False),
+    ),
+)
+
+#: Attributes that, besides the store's identity, must match when a write resumes.
+_RESUME_ATTRS = ("pairs_hash", "events_hash", "solver_config", "laplace_config")
+
+
+def _events_hash(events: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(events, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+class OracleStoreWriter:
+    """Solve the events ``events`` (default: all) of the pairs store at ``pairs_path``
+    with ``solver`` (default :class:`StrongFourDVar`) and the Laplace posterior
+    (``laplace_method``, ``rank``), writing the ``oracle`` store at ``out_path`` in
+    chunks of ``chunk_size`` events.
+
+    Constructing the writer creates the store (or reopens it, refusing one written for
+    another problem, pairs store, event selection, solver or Laplace configuration).
+    Then ``pending_chunks()`` lists what is left, ``solve_chunk(c)`` computes chunk
+    ``c`` (numpy arrays, no I/O but reading the pairs) and ``write_chunk(c, data)``
+    writes it and marks it done; ``process_chunk(c)`` does both. Chunks are independent,
+    so workers in other processes may each build a writer with the same arguments
+    (pass ``pairs_hash`` to skip re-hashing the pairs) and process disjoint chunks;
+    create the store once, before starting them. Every chunk is solved as a full batch
+    of ``chunk_size`` events (the last one padded), so one compiled program serves all.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        pairs_path: str,
+        out_path: str,
+        *,
+        events=None,
+        solver: AbstractFourDVar | MultiStart | None = None,
+        chunk_size: int = 256,
+        laplace_method: str = "auto",
+        rank: int | None = None,
+        pairs_hash: str | None = None,
+    ):
+        self.problem = problem
+        self.solver = solver if solver is not None else StrongFourDVar()
+        self.pairs_path = str(pairs_path)
+        self.pairs = open_pairs(self.pairs_path, problem)
+        n_pairs = self.pairs.sizes["event"]
+        if events is None:
+            events = np.arange(n_pairs)
+        events = np.asarray(events)
+        if events.ndim != 1 or events.size == 0 or not np.issubdtype(events.dtype, np.integer):
+            raise ValueError(f"`events` must be a non-empty 1-D array of event indices, got {events.dtype} {events.shape}")
+        if events.min() < 0 or events.max() >= n_pairs:
+            raise ValueError(f"`events` must index the pairs store's {n_pairs} events, got range [{events.min()}, {events.max()}]")
+        self.events = events.astype(np.int64)
+        self.laplace_method = _resolve_method(problem, laplace_method)
+        self.rank = rank
+        self.has_cov_chol = self.laplace_method == "dense"
+        n = problem.n_state
+        sizes = {**layout_sizes(problem), "cov_row": (n,), "cov_col": (n,)}
+        names = [v.name for v in ORACLE.variables if v.required or (v.name == "cov_chol" and self.has_cov_chol)]
+        attrs = {
+            **problem_attrs(problem),
+            "seed": self.pairs.attrs.get("seed"),
+            "pairs_hash": pairs_hash or dataset_hash(self.pairs_path),
+            "events_hash": _events_hash(self.events),
+            "solver_config": json.dumps(self.solver.config(), sort_keys=True),
+            "laplace_config": json.dumps({"method": self.laplace_method, "rank": rank}, sort_keys=True),
+            "has_cov_chol": self.has_cov_chol,
+            "reason_codes": json.dumps({str(k): v for k, v in REASONS.items()}),
+            "fallback": "events flagged invalid_input or nonfinite hold the prior (mean x_b, std and "
+            "cov_chol of B), cost = grad_norm = inf, iterations 0",
+            "code_version": __version__,
+        }
+        self.store = ChunkedStore(
+            out_path, ORACLE, len(self.events), chunk_size, sizes, attrs,
+            coords={"time": time_coord(problem)}, variables=names,
+        )
+        found = dict(self.store.group.attrs)
+        for key in _RESUME_ATTRS:
+            if found.get(key) != self.store.attrs[key]:
+                raise ValueError(
+                    f"oracle store {out_path!r} exists with {key}={found.get(key)!r}, but this write expects "
+                    f"{self.store.attrs[key]!r}; use another path or delete the store"
+                )
+        prior = problem.prior
+        self._prior_mean = np.asarray(prior.mean)
+        self._prior_std = np.sqrt(np.asarray(prior.cov.variance()))
+        self._prior_chol = np.linalg.cholesky(np.asarray(prior.cov.as_matrix())) if self.has_cov_chol else None
+
+    @property
+    def path(self) -> str:
+        return self.store.path
+
+    @property
+    def n_chunks(self) -> int:
+        return self.store.n_chunks
+
+    def pending_chunks(self) -> list[int]:
+        return self.store.pending_chunks()
+
+    def solve_chunk(self, c: int) -> dict[str, np.ndarray]:
+        """Solve chunk ``c``: the arrays ``write_chunk`` expects (no writing)."""
+        if not 0 <= c < self.n_chunks:
+            raise ValueError(f"chunk index {c} out of range [0, {self.n_chunks})")
+        start, stop = self.store.chunk_bounds(c)
+        n, size = stop - start, self.store.chunk_size
+        src = self.events[start:stop]
+        padded = np.concatenate([src, np.full(size - n, src[-1])])
+        sel = self.pairs.isel(event=padded)
+        x_true = np.asarray(sel["x"].values, dtype=np.float64)
+        y = np.asarray(sel["y"].values, dtype=np.float64)
+        mask = np.asarray(sel["mask"].values, dtype=bool)
+
+        axes = tuple(range(1, y.ndim))
+        valid = np.all(np.isfinite(y) | ~mask, axis=axes)
+        bcast = valid.reshape(-1, *[1] * (y.ndim - 1))
+        y_s = np.where(bcast & mask, y, 0.0)  # an invalid event is solved with no observations
+        mask_s = bcast & mask
+        res = self.solver.solve(self.problem, y_s, mask_s)
+        post = laplace_posterior(self.problem, res.x, y_s, mask_s, method=self.laplace_method, rank=self.rank)
+
+        mean, std = np.asarray(post.mean), np.asarray(post.std)
+        out_axes = tuple(range(1, mean.ndim))
+        finite = np.all(np.isfinite(mean), axis=out_axes) & np.all(np.isfinite(std) & (std > 0), axis=out_axes)
+        chol = None
+        if self.has_cov_chol:
+            chol = np.asarray(post.cov_factor)
+            finite &= np.all(np.isfinite(chol), axis=(1, 2))
+        reason = np.asarray(res.reason).copy()
+        reason[valid & ~finite] = NONFINITE
+        reason[~valid] = INVALID_INPUT
+        fallback = (~valid) | (~finite) | (reason == NONFINITE)
+        state_b = fallback.reshape(-1, *[1] * (mean.ndim - 1))
+        data = {
+            "source_event": padded,
+            "x_true": x_true,
+            "y": y,
+            "mask": mask,
+            "mean": np.where(state_b, self._prior_mean, mean),
+            "std": np.where(state_b, self._prior_std, std),
+            "cost": np.where(fallback, np.inf, np.asarray(res.cost)),
+            "grad_norm": np.where(fallback, np.inf, np.asarray(res.grad_norm)),
+            "iterations": np.where(fallback, 0, np.asarray(res.iterations)),
+            "converged": (reason == CONVERGED) & ~fallback,
+            "reason": reason,
+            "fallback": fallback,
+        }
+        if self.has_cov_chol:
+            data["cov_chol"] = np.where(fallback[:, None, None], self._prior_chol, chol)
+        return {k: v[:n] for k, v in data.items()}
+
+    def write_chunk(self, c: int, data) -> None:
+        self.store.write_chunk(c, data)
+
+    def process_chunk(self, c: int) -> None:
+        self.write_chunk(c, self.solve_chunk(c))
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Solve and write every pending chunk; returns how many were written."""
+        pending = self.pending_chunks()
+        for i, c in enumerate(pending):
+            self.process_chunk(c)
+            if progress is not None:
+                progress(i + 1, len(pending))
+        return len(pending)
+
+
+def solve_to_store(
+    problem: Problem,
+    pairs_path: str,
+    out_path: str,
+    *,
+    events=None,
+    solver: AbstractFourDVar | MultiStart | None = None,
+    chunk_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+    laplace_method: str = "auto",
+    rank: int | None = None,
+    pairs_hash: str | None = None,
+) -> str:
+    """Solve ``events`` (default: all) of the pairs store and write the ``oracle`` store
+    at ``out_path`` (resumable; see :class:`OracleStoreWriter`). Returns ``out_path``."""
+    writer = OracleStoreWriter(
+        problem, pairs_path, out_path, events=events, solver=solver, chunk_size=chunk_size,
+        laplace_method=laplace_method, rank=rank, pairs_hash=pairs_hash,
+    )
+    writer.run(progress)
+    return writer.path
+
+
+def open_oracle(path: str, problem: Problem | None = None) -> xr.Dataset:
+    """Open and validate an ``oracle`` store (lazily): schema, completeness, and with
+    ``problem`` its hash and the shape of every variable."""
+    ds = open_store(path, ORACLE, {"problem_hash": problem.hash} if problem is not None else None)
+    has_chol = bool(ds.attrs.get("has_cov_chol"))
+    if has_chol != ("cov_chol" in ds.variables):
+        raise ValueError(
+            f"oracle store {path!r}: attribute has_cov_chol={has_chol} but variable `cov_chol` is "
+            f"{'missing' if has_chol else 'present'}"
+        )
+    if problem is not None:
+        n, s, t = ds.sizes["event"], problem.state_shape, problem.y_shape
+        shapes = {"source_event": (n,), "x_true": (n, *s), "y": (n, *t), "mask": (n, *t), "mean": (n, *s),
+                  "std": (n, *s), "cost": (n,), "grad_norm": (n,), "iterations": (n,), "converged": (n,),
+                  "reason": (n,), "fallback": (n,)}
+        if has_chol:
+            shapes["cov_chol"] = (n, problem.n_state, problem.n_state)
+        for name, shape in shapes.items():
+            if tuple(ds[name].shape) != shape:
+                raise ValueError(f"variable `{name}` in {path!r} has shape {tuple(ds[name].shape)}, expected {shape}")
+    return ds

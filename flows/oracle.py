@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import numpy as np
 from prefect import flow, get_run_logger, task
 
@@ -30,7 +31,9 @@ def build_solver(config: PipelineConfig):
 
 
 def oracle_path(config: PipelineConfig, heldout: DatasetRef) -> str:
-    key = hashlib.sha256(f"{heldout.hash}|{config.section_hash('oracle')}".encode()).hexdigest()[:12]
+    # keyed on the resolved solver settings (defaults included), not just the config text
+    solver = json.dumps(build_solver(config).config(), sort_keys=True)
+    key = hashlib.sha256(f"{heldout.hash}|{config.oracle.chunk_size}|{solver}".encode()).hexdigest()[:12]
     return str(problem_dir(config) / f"oracle-{key}.zarr")
 
 

@@ -1,0 +1,112 @@
+"""The ``vardax`` command line: run the cycle or any single step, and show the registry.
+
+    vardax cycle   [--config lorenz96]      the six-step cycle (all configured heads)
+    vardax simulate|oracle [--config ...]   one step
+    vardax train   [--config ...] [--head NAME]
+    vardax gates   [--config ...] [--version V]
+    vardax promote [--config ...] [--version V]
+    vardax status  [--config ...]           champion, versions and their gate outcomes
+
+``--config`` takes a path or the name of a file in ``configs/`` (default ``lorenz96``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import ConfigError, load_config
+
+
+def _print_status(status: dict) -> None:
+    print(f"registered model: {status['model']}")
+    print(f"champion: {status['champion'] or '-'}   challenger: {status['challenger'] or '-'}")
+    print("| version | aliases | head | type | agreement | adjoint | sbc | all passed |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in status["versions"]:
+        g = r["gates"]
+        print(
+            f"| {r['version']} | {','.join(r['aliases']) or '-'} | {r['head']} | {r['head_type']} | "
+            f"{g.get('posterior_agreement', '-')} | {g.get('adjoint_calibration', '-')} | {g.get('sbc', '-')} | {r['gates_passed']} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vardax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("cycle", "simulate", "oracle", "train", "gates", "promote", "status"):
+        p = sub.add_parser(name)
+        p.add_argument("--config", default="lorenz96", help="config path or name in configs/ (default lorenz96)")
+        if name == "train":
+            p.add_argument("--head", default=None, help="train only this head (default: all)")
+        if name in ("gates", "promote"):
+            p.add_argument("--version", default=None, help="model version (default: the challenger)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"vardax: {e}", file=sys.stderr)
+        return 2
+
+    if args.command == "status":
+        from . import tracking
+
+        _print_status(tracking.registry_status(tracking.configure(config), config.registered_model_name()))
+        return 0
+    if args.command == "cycle":
+        from .cycle import print_summary, six_step_cycle
+
+        print_summary(six_step_cycle(config))
+        return 0
+    if args.command == "simulate":
+        from .simulate import simulate_pairs
+
+        refs = simulate_pairs(config)
+        print(json.dumps({k: v.model_dump() for k, v in refs.items()}, indent=2))
+        return 0
+    if args.command == "oracle":
+        from .oracle import oracle_solve
+        from .simulate import simulate_pairs
+
+        ref = oracle_solve(config, simulate_pairs(config)["heldout"])
+        print(json.dumps(ref.model_dump(), indent=2))
+        return 0
+    if args.command == "train":
+        from .oracle import oracle_solve
+        from .simulate import simulate_pairs
+        from .train import train_head
+
+        heads = [h for h in config.heads if args.head in (None, h.name)]
+        if not heads:
+            print(f"vardax: no head named {args.head!r} in the config", file=sys.stderr)
+            return 2
+        refs = simulate_pairs(config)
+        oracle = oracle_solve(config, refs["heldout"])
+        for h in heads:
+            print(json.dumps(train_head(config, h, refs["train"], oracle).model_dump(), indent=2))
+        return 0
+    if args.command in ("gates", "promote"):
+        from . import tracking
+        from .gates import validate_gates, version_ref
+        from .oracle import oracle_solve
+        from .promote import promote
+        from .simulate import simulate_pairs
+
+        client = tracking.configure(config)
+        name = config.registered_model_name()
+        version = args.version or tracking.current_alias(client, name, tracking.CHALLENGER)
+        if version is None:
+            print(f"vardax: {name!r} has no versions yet; run `vardax train` first", file=sys.stderr)
+            return 2
+        oracle = oracle_solve(config, simulate_pairs(config)["heldout"])
+        outcome = validate_gates(config, version_ref(client, name, version), oracle)
+        print(outcome.report_json)
+        if args.command == "promote":
+            print(promote(config, [outcome]).reason)
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Step flow ``validate-gates``: run the three gates on a registered version.
+
+Every gate statistic is logged as a metric of the version's training run, the report
+JSON and figures as its artifacts, each outcome as a tag on the model version, and the
+gate table is published as a Prefect markdown artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from . import tracking
+from .caching import keyed_task_options
+from .config import PipelineConfig
+from .refs import DatasetRef, GateOutcome, ModelRef, resolve
+
+
+def version_ref(client: MlflowClient, name: str, version: str) -> ModelRef:
+    mv = client.get_model_version(name, str(version))
+    return ModelRef(name=name, version=str(mv.version), run_id=mv.run_id, model_uri=mv.source,
+                    head_name=mv.tags.get("head_name", ""), head_type=mv.tags.get("head_type", ""))
+
+
+def gate_statistics(report) -> dict[str, float]:
+    stats = {}
+    for r in report.results:
+        stats[f"{r.name}.statistic"] = float(r.statistic)
+        stats[f"{r.name}.threshold"] = float(r.threshold)
+        stats[f"{r.name}.passed"] = float(r.passed)
+        for k, v in r.details.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                stats[f"{r.name}.{k}"] = float(v)
+    return stats
+
+
+@task(name="run-gates", persist_result=True)
+def run_gates_task(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) -> GateOutcome:
+    import jax
+
+    from vardax_core.gates import GateConfig, run_gates
+    from vardax_core.oracle import open_oracle
+
+    logger = get_run_logger()
+    client = tracking.configure(config)
+    problem = config.problem.build()
+    posterior = tracking.load_posterior(model.model_uri)
+    gate_config = GateConfig.from_dict(dict(config.gates.settings))
+    logger.info("gating %s v%s (%s) against %s", model.name, model.version, model.head_name, oracle.path)
+    with tracking.artifacts_tmpdir() as tmp:
+        report, figures = run_gates(posterior, problem, open_oracle(oracle.path, problem), gate_config,
+                                    jax.random.key(config.gates.seed), figure_dir=str(Path(tmp) / "figures"))
+        stats = gate_statistics(report)
+        with mlflow.start_run(run_id=model.run_id):
+            mlflow.log_metrics({f"gate.{k}": v for k, v in stats.items() if v == v and abs(v) != float("inf")})
+            mlflow.log_text(report.to_json(indent=2), "gates/report.json")
+            mlflow.log_artifacts(str(Path(tmp) / "figures"), "gates/figures")
+        figure_names = [Path(p).name for p in figures]
+    gates = {r.name: bool(r.passed) for r in report.results}
+    tracking.tag_gate_outcomes(client, model, gates)
+    create_markdown_artifact(
+        key=f"gates-{model.name}-v{model.version}".lower().replace("_", "-").replace(".", "-"),
+        markdown=f"### {model.name} v{model.version} ({model.head_name})\n\n" + report.to_markdown(),
+        description=f"gate report of {model.name} version {model.version}",
+    )
+    logger.info("gates of v%s (%s): %s", model.version, model.head_name,
+                ", ".join(f"{k}={'pass' if v else 'FAIL'}" for k, v in gates.items()))
+    return GateOutcome(model=model, passed=report.passed, gates=gates, statistics=stats,
+                       report_json=report.to_json(), figures=figure_names)
+
+
+def gates_key(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) -> str:
+    payload = {"model": model.model_dump(mode="json", exclude={"cached"}), "oracle": oracle.hash,
+               "gates": config.gates.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@flow(name="validate-gates", log_prints=True)
+def validate_gates(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) -> GateOutcome:
+    """Gate one model version; cached on (version, oracle store, gate settings) as long
+    as the version still carries its gate tags."""
+    client = tracking.configure(config)
+    mv = client.get_model_version(model.name, model.version)
+    valid = mv.tags.get("gates_passed") in ("true", "false")
+    opts = keyed_task_options(gates_key(config, model, oracle), valid)
+    return resolve(run_gates_task.with_options(**opts)(config, model, oracle, return_state=True))

@@ -1,0 +1,101 @@
+"""Step flow ``train-head``: train one amortized head in an MLflow run and register it.
+
+The run records the head's parameters, per-epoch metrics, the pairs and oracle stores
+as dataset inputs (lineage) and the model as a ``pyfunc``; the model becomes a new
+version of the problem's registered model, tagged and aliased ``challenger``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import mlflow
+from prefect import flow, get_run_logger, task
+
+from . import tracking
+from .caching import keyed_task_options
+from .config import HeadSpec, PipelineConfig
+from .progress import Progress
+from .refs import DatasetRef, ModelRef, resolve
+
+
+def model_config(head: HeadSpec) -> dict:
+    """The ``vardax_core.amortized.build_posterior`` config of a head spec."""
+    return {"encoder": dict(head.encoder), "head": {"type": head.type, **head.head}}
+
+
+def train_key(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, oracle: DatasetRef) -> str:
+    payload = {
+        "head": head.model_dump(mode="json"),
+        "pairs": pairs.hash,
+        "oracle": oracle.hash,
+        "problem": config.problem.build().hash,
+        "model": config.registered_model_name(),
+        "tracking": config.tracking_uri(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@task(name="fit-head", persist_result=True)
+def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, oracle: DatasetRef, key: str) -> ModelRef:
+    import jax
+
+    from vardax_core.amortized import build_posterior, fit, save_posterior
+
+    logger = get_run_logger()
+    client = tracking.configure(config)
+    problem = config.problem.build()
+    progress = Progress(f"train-{head.name}", f"Training head {head.name}")
+    cfg = model_config(head)
+    with mlflow.start_run(run_name=f"{head.name}") as run:
+        mlflow.set_tags({"head_name": head.name, "head_type": head.type, "problem": problem.name, "train_key": key})
+        mlflow.log_params(tracking.flat_params("", {"model": cfg, "train": head.train, "seed": head.seed,
+                                                   "problem": problem.config, "refine": head.refine or {}}))
+        tracking.log_dataset_input(pairs, "training")
+        tracking.log_dataset_input(oracle, "validation")
+        posterior = build_posterior(problem, cfg, jax.random.key(head.seed))
+        max_epochs = int(head.train.get("max_epochs", 100))
+
+        def on_epoch(epoch, metrics):
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=int(epoch))
+            progress.update(int(epoch) + 1, max_epochs)
+
+        logger.info("training %s (%s) on %s", head.name, head.type, pairs.path)
+        with tracking.artifacts_tmpdir() as tmp:
+            posterior, history = fit(
+                posterior, pairs.path, problem=problem, config=dict(head.train), seed=head.seed,
+                checkpoint_dir=str(Path(tmp) / "checkpoints"), callback=on_epoch, progress=False,
+            )
+            if head.refine:
+                from vardax_core.amortized import refine
+                from vardax_core.oracle import open_oracle
+
+                posterior, rhist = refine(posterior, open_oracle(oracle.path, problem), problem=problem,
+                                          config=dict(head.refine), seed=head.seed)
+                for i, m in enumerate(rhist):
+                    mlflow.log_metrics({f"refine.{k}": float(v) for k, v in m.items()}, step=i)
+            path = Path(tmp) / "posterior.vdx"
+            save_posterior(str(path), posterior)
+            model_uri = tracking.log_pyfunc(str(path))
+    tags = {
+        "head_name": head.name, "head_type": head.type, "problem": problem.name, "problem_hash": problem.hash,
+        "pairs_hash": pairs.hash, "oracle_hash": oracle.hash, "train_key": key, "gates_passed": "pending",
+    }
+    version = tracking.register_version(client, config, model_uri, run.info.run_id, tags)
+    logger.info("registered %s version %s (challenger)", config.registered_model_name(), version)
+    return ModelRef(name=config.registered_model_name(), version=version, run_id=run.info.run_id,
+                    model_uri=model_uri, head_name=head.name, head_type=head.type)
+
+
+@flow(name="train-head", log_prints=True)
+def train_head(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, oracle: DatasetRef) -> ModelRef:
+    """Train ``head`` on ``pairs`` (refined against ``oracle`` when configured), log it to
+    MLflow and register it. Cached on (head spec, dataset hashes, problem, registry):
+    rerunning an unchanged config returns the registered version without retraining."""
+    key = train_key(config, head, pairs, oracle)
+    client = tracking.configure(config)
+    valid = tracking.find_version(client, config.registered_model_name(), "train_key", key) is not None
+    return resolve(fit_head_task.with_options(**keyed_task_options(key, valid))(config, head, pairs, oracle, key,
+                                                                                return_state=True))

@@ -1,0 +1,147 @@
+"""The six-step cycle on the smoke config, inside one Prefect test server, MLflow on SQLite.
+
+One module-scoped run of the cycle (a head that passes and a head built to fail), then a
+rerun (all steps cached), then a cycle with only a failing head (champion stays).
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from flows.config import load_config
+from flows.cycle import six_step_cycle
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
+
+BAD_HEAD = {"name": "undertrained", "type": "gaussian", "encoder": {"type": "identity"},
+            "head": {"covariance": "diag"}, "train": {"max_epochs": 1, "learning_rate": 1e-7, "warmup_epochs": 0}}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, vardax_home):
+    base = load_config("smoke")
+    root = tmp_path_factory.mktemp("cycle")
+    data = base.model_dump(mode="json")
+    data["store_root"] = str(root / "stores")
+    data["tracking"] = {"uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_root": (root / "artifacts").as_uri()}
+    data["heads"] = data["heads"] + [BAD_HEAD]
+    return type(base).model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def first(prefect_harness, smoke):
+    return six_step_cycle(smoke)
+
+
+@pytest.fixture(scope="module")
+def client(first, smoke):
+    mlflow.set_tracking_uri(smoke.tracking_uri())
+    return MlflowClient(tracking_uri=smoke.tracking_uri(), registry_uri=smoke.tracking_uri())
+
+
+def test_cycle_registers_tags_and_promotes_only_the_passing_head(first, client, smoke):
+    name = smoke.registered_model_name()
+    by_head = {o.model.head_name: o for o in first.outcomes}
+    good, bad = by_head["gaussian-full"], by_head["undertrained"]
+    assert good.passed, good.report_json
+    assert not bad.passed and not bad.gates["posterior_agreement"]
+    versions = {v.version: v for v in client.search_model_versions(f"name='{name}'")}
+    assert set(versions) == {good.model.version, bad.model.version}
+    for o in (good, bad):
+        tags = versions[o.model.version].tags
+        assert tags["head_type"] == "gaussian" and tags["head_name"] == o.model.head_name
+        assert tags["pairs_hash"] == first.datasets["pairs-train"].hash
+        assert tags["oracle_hash"] == first.datasets["oracle"].hash
+        assert tags["gates_passed"] == str(o.passed).lower()
+        for g in ("posterior_agreement", "adjoint_calibration", "sbc"):
+            assert tags[f"gate.{g}"] == ("passed" if o.gates[g] else "failed")
+    assert client.get_model_version_by_alias(name, "champion").version == good.model.version
+    assert client.get_model_version_by_alias(name, "challenger").version == bad.model.version
+    assert first.promotion.champion == good.model.version
+
+
+def test_runs_have_params_metrics_lineage_and_artifacts(first, client):
+    good = next(o for o in first.outcomes if o.passed)
+    run = client.get_run(good.model.run_id)
+    assert run.data.params["model.head.covariance"] == "full"
+    assert "train_loss" in run.data.metrics and "val_loss" in run.data.metrics
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 2
+    assert run.data.metrics["gate.posterior_agreement.passed"] == 1.0
+    inputs = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
+    assert inputs == {"pairs-train": first.datasets["pairs-train"].hash, "oracle": first.datasets["oracle"].hash}
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "gates")}
+    assert "gates/report.json" in arts and "gates/figures" in arts
+    figs = [a.path for a in client.list_artifacts(run.info.run_id, "gates/figures")]
+    assert any(p.endswith(".png") for p in figs)
+    report = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/gates/report.json"))
+    assert report["passed"] is True
+
+
+def test_champion_pyfunc_in_a_fresh_process_reproduces_predictions(first, smoke, tmp_path):
+    from vardax_core.oracle import open_oracle
+
+    from flows.tracking import load_posterior
+
+    name = smoke.registered_model_name()
+    ds = open_oracle(first.datasets["oracle"].path)
+    y, mask = ds["y"].values[:16], ds["mask"].values[:16]
+    np.savez(tmp_path / "obs.npz", y=y, mask=mask)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, mlflow
+        mlflow.set_tracking_uri({smoke.tracking_uri()!r})
+        model = mlflow.pyfunc.load_model("models:/{name}@champion")
+        obs = np.load({str(tmp_path / 'obs.npz')!r})
+        out = model.predict({{"y": obs["y"], "mask": obs["mask"]}})
+        np.savez({str(tmp_path / 'out.npz')!r}, **out)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    champion = MlflowClient(smoke.tracking_uri()).get_model_version_by_alias(name, "champion")
+    local = load_posterior(champion.source).posterior(y, mask)
+    np.testing.assert_array_equal(out["mean"], np.asarray(local.mean))
+    np.testing.assert_array_equal(out["std"], np.asarray(local.std))
+
+
+def test_rerun_hits_the_caches(first, smoke, client):
+    again = six_step_cycle(smoke)
+    assert all(step["cached"] for step in again.steps), again.steps
+    assert [o.model.version for o in again.outcomes] == [o.model.version for o in first.outcomes]
+    name = smoke.registered_model_name()
+    assert len(client.search_model_versions(f"name='{name}'")) == len(first.outcomes)
+
+
+def test_failing_head_alone_never_takes_the_champion_alias(first, smoke, client):
+    name = smoke.registered_model_name()
+    champion = client.get_model_version_by_alias(name, "champion").version
+    data = smoke.model_dump(mode="json")
+    data["heads"] = [{**BAD_HEAD, "name": "undertrained-2", "seed": 1}]
+    summary = six_step_cycle(type(smoke).model_validate(data))
+    (outcome,) = summary.outcomes
+    assert not outcome.passed
+    assert client.get_model_version(name, outcome.model.version).tags["gates_passed"] == "false"
+    assert client.get_model_version_by_alias(name, "champion").version == champion
+    assert client.get_model_version_by_alias(name, "challenger").version == outcome.model.version
+    assert not summary.promotion.changed
+
+
+def test_cli_status_and_bad_config(first, smoke, tmp_path, capsys):
+    from flows.cli import main
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(smoke.model_dump_json())
+    assert main(["status", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "champion:" in out and "gaussian-full" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("problem: {name: nope}\nheads: [{name: a, type: gaussian}]\n")
+    assert main(["cycle", "--config", str(bad)]) == 2
+    assert "problem" in capsys.readouterr().err

@@ -128,12 +128,13 @@ def registry_status(client: MlflowClient, name: str) -> dict:
         versions = client.search_model_versions(f"name='{name}'")
     except MlflowException:
         versions = []
+    aliases = {a: current_alias(client, name, a) for a in (CHAMPION, CHALLENGER)}
     rows = []
     for mv in sorted(versions, key=lambda v: int(v.version)):
         rows.append(
             {
                 "version": str(mv.version),
-                "aliases": sorted(getattr(mv, "aliases", []) or []),
+                "aliases": sorted(a for a, v in aliases.items() if v == str(mv.version)),
                 "head": mv.tags.get("head_name", ""),
                 "head_type": mv.tags.get("head_type", ""),
                 "gates": {k[len(GATE_TAG_PREFIX):]: v for k, v in mv.tags.items() if k.startswith(GATE_TAG_PREFIX)},
@@ -143,8 +144,8 @@ def registry_status(client: MlflowClient, name: str) -> dict:
         )
     return {
         "model": name,
-        "champion": current_alias(client, name, CHAMPION),
-        "challenger": current_alias(client, name, CHALLENGER),
+        "champion": aliases[CHAMPION],
+        "challenger": aliases[CHALLENGER],
         "versions": rows,
     }
 

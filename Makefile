@@ -8,6 +8,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 CONFIG ?= configs/lorenz96.yaml
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
 
 # One project-local home for Prefect, MLflow, Zarr stores and caches (shared/STACK.md).
 export VARDAX_HOME ?= $(CURDIR)/.vardax
@@ -19,14 +21,18 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export MPLBACKEND ?= Agg
 export MPLCONFIGDIR ?= $(VARDAX_HOME)/mpl
 export PYTHONUNBUFFERED ?= 1
+export VARDAX_PROJECT_DIR := $(CURDIR)
+export JAX_COMPILATION_CACHE_DIR ?= $(VARDAX_HOME)/jax-cache
 
-.PHONY: help setup test test-fast cycle bench ui clean
+.PHONY: help setup test test-fast cycle bench serve ui clean
 
 help:
 	@echo "make cycle   install (if needed) and run the six-step cycle on $(CONFIG)"
 	@echo "make test    install (if needed) and run the test suite"
 	@echo "make setup   create $(VENV) and install the project with dev extras (idempotent)"
 	@echo "make bench   run every benchmark under benchmarks/"
+	@echo "make serve   a local Prefect server with the deployments and a worker (UI on :$(PREFECT_PORT))"
+	@echo "make ui      the MLflow UI on the project's store (:$(MLFLOW_PORT))"
 
 setup: $(STAMP)
 
@@ -48,6 +54,12 @@ cycle: setup
 	@mkdir -p $(MPLCONFIGDIR)
 	@if [ -f flows/cli.py ]; then $(PY) -m flows.cli cycle --config $(CONFIG); \
 	else echo "make cycle: the six-step pipeline is not built yet (see the pipeline issue)"; exit 2; fi
+
+serve: setup
+	$(PY) -m flows.servers serve $(PREFECT_PORT)
+
+ui: setup
+	$(PY) -m flows.servers ui $(MLFLOW_PORT)
 
 bench: setup
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

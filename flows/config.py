@@ -125,8 +125,15 @@ class PipelineConfig(_Model):
             return self.tracking.uri
         return f"sqlite:///{vardax_home() / 'mlflow' / 'mlflow.db'}"
 
-    def artifact_root(self) -> str:
-        return self.tracking.artifact_root or (vardax_home() / "mlflow" / "artifacts").as_uri()
+    def artifact_root(self) -> str | None:
+        """Where new experiments keep artifacts: the configured root, else a local folder
+        for a local (SQLite) store, else None — a tracking server decides (it proxies
+        artifacts to its ``--artifacts-destination``)."""
+        if self.tracking.artifact_root:
+            return self.tracking.artifact_root
+        if self.tracking_uri().startswith(("http://", "https://")):
+            return None
+        return (vardax_home() / "mlflow" / "artifacts").as_uri()
 
     def experiment_name(self) -> str:
         return self.tracking.experiment or f"vardax-{self.problem.name}"

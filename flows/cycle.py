@@ -37,10 +37,12 @@ class CycleSummary(BaseModel):
 
 
 @flow(name="six-step-cycle", log_prints=True)
-def six_step_cycle(config: PipelineConfig) -> CycleSummary:
+def six_step_cycle(config: PipelineConfig | None = None) -> CycleSummary:
     """Run the cycle for every configured head and promote the best head whose three
-    gates passed (the champion stays where it is if none did)."""
+    gates passed (the champion stays where it is if none did). Without a config, the
+    default ``configs/lorenz96.yaml``."""
     logger = get_run_logger()
+    config = config or load_config("lorenz96")
     logger.info("six-step cycle %r on %s with heads %s", config.name, config.problem.name, [h.name for h in config.heads])
     steps: list[dict[str, Any]] = []
     pairs = simulate_pairs(config)

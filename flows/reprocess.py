@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from pydantic import BaseModel
 
 from . import tracking
-from .config import PipelineConfig, load_config
+from .config import PipelineConfig, load_config, vardax_home
 from .progress import Progress
 from .runners import chunk_runner, run_chunks
 
@@ -77,6 +77,10 @@ def _analyse_chunks(job_json: str, chunks: list[int]) -> list[int]:
     return run_chunks(analyse_chunk_task, chunks, job_json=job_json)
 
 
+def default_catalogue(config: PipelineConfig) -> str:
+    return str(vardax_home() / "catalogues" / f"{config.problem.name}.zarr")
+
+
 def analyses_path(config: PipelineConfig, catalogue: str, catalogue_hash: str, version: str) -> str:
     stem = Path(catalogue.rstrip("/")).name.removesuffix(".zarr")
     return str(Path(config.resolved_store_root()) / "analyses" / f"{stem}-{catalogue_hash}"
@@ -85,7 +89,7 @@ def analyses_path(config: PipelineConfig, catalogue: str, catalogue_hash: str, v
 
 @flow(name="reprocess-catalogue", log_prints=True)
 def reprocess_catalogue(
-    catalogue: str,
+    catalogue: str | None = None,
     config: PipelineConfig | None = None,
     quantiles: list[float] = [0.05, 0.5, 0.95],  # noqa: B006 (a Prefect parameter default)
     n_samples: int = 0,
@@ -94,13 +98,14 @@ def reprocess_catalogue(
     dask_address: str | None = None,
     workers: int = 1,
 ) -> AnalysesRef:
-    """Reprocess ``catalogue`` with the champion of ``config``'s registered model
-    (default config: ``configs/lorenz96.yaml``)."""
+    """Reprocess ``catalogue`` (default ``$VARDAX_HOME/catalogues/<problem>.zarr``) with the
+    champion of ``config``'s registered model (default config: ``configs/lorenz96.yaml``)."""
     from vardax_core.data import dataset_hash, open_analyses, open_catalogue
     from vardax_core.problems import problem_from_config
 
     logger = get_run_logger()
     config = config or load_config("lorenz96")
+    catalogue = catalogue or default_catalogue(config)
     client = tracking.configure(config)
     name = config.registered_model_name()
     version = tracking.current_alias(client, name, tracking.CHAMPION)
@@ -134,4 +139,5 @@ def reprocess_catalogue(
 if __name__ == "__main__":
     import sys
 
-    print(reprocess_catalogue(sys.argv[1], load_config(sys.argv[2]) if len(sys.argv) > 2 else None))
+    print(reprocess_catalogue(sys.argv[1] if len(sys.argv) > 1 else None,
+                              load_config(sys.argv[2]) if len(sys.argv) > 2 else None))

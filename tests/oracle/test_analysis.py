@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from tests.helpers import rel_err
+from tests.oracle._shared import INCREMENTAL_EXACT, LG_EVENTS, STRONG_EXACT, l63_events, lg_problem
 from vardax_core import Posterior
-from vardax_core.oracle import IncrementalFourDVar, OracleAnalysis, StrongFourDVar, laplace_posterior, sensitivity_jvp
-from vardax_core.problems import AbstractForwardModel, batched_linear_gaussian_posterior, get_problem
+from vardax_core.oracle import OracleAnalysis, StrongFourDVar, laplace_posterior, sensitivity_jvp
+from vardax_core.problems import AbstractForwardModel, batched_linear_gaussian_posterior
 
 TRACES = {"step": 0}
 
@@ -37,14 +38,13 @@ class MatrixEmulator(AbstractForwardModel):
 
 @pytest.fixture(scope="module")
 def lg():
-    p = get_problem("linear_gaussian", missing_fraction=0.2)
-    _, y, mask = p.simulate(jax.random.key(11), 8)
-    _, y2, mask2 = p.simulate(jax.random.key(12), 8)
+    p = lg_problem()
+    _, y, mask = p.simulate(jax.random.key(11), LG_EVENTS)
+    _, y2, mask2 = p.simulate(jax.random.key(12), LG_EVENTS)
     return p, (y, mask), (y2, mask2)
 
 
-@pytest.mark.parametrize("solver", [StrongFourDVar(gtol=1e-10), IncrementalFourDVar(gtol=1e-10, inner_rtol=1e-12)],
-                         ids=["strong", "incremental"])
+@pytest.mark.parametrize("solver", [STRONG_EXACT, INCREMENTAL_EXACT], ids=["strong", "incremental"])
 def test_no_recompilation_for_a_second_batch_or_new_emulator_weights(lg, solver):
     p, (y, mask), (y2, mask2) = lg
     M = p.forward.as_matrix()
@@ -66,37 +66,42 @@ def test_no_recompilation_for_a_second_batch_or_new_emulator_weights(lg, solver)
 
 def test_oracle_analysis_is_an_analysis(lg):
     p, (y, mask), _ = lg
-    analysis = OracleAnalysis(StrongFourDVar(gtol=1e-10))
+    analysis = OracleAnalysis(STRONG_EXACT)
     post, res = analysis.analyse(p, y, mask)
-    assert isinstance(post, Posterior) and post.cov_kind == "dense" and post.n_events == 8
+    assert isinstance(post, Posterior) and post.cov_kind == "dense" and post.n_events == LG_EVENTS
     exact_mean, exact_cov = batched_linear_gaussian_posterior(p, y, mask)
     assert rel_err(post.mean, exact_mean) <= 1e-8 and rel_err(post.covariance(), exact_cov) <= 1e-8
     prov = post.provenance
     assert prov["method"] == "oracle-4dvar+laplace-dense" and prov["solver"]["solver"] == "StrongFourDVar"
-    assert prov["solver"]["gtol"] == 1e-10 and prov["problem_hash"] == p.hash and prov["forward"] == "AdvectionDiffusion1D"
+    assert prov["solver"]["gtol"] == 1e-11 and prov["problem_hash"] == p.hash and prov["forward"] == "AdvectionDiffusion1D"
     assert bool(jnp.all(res.converged))
     # the same analysis on an emulator-swapped problem: no change in the solver code
     emulated = analysis(p.with_forward(MatrixEmulator(p.forward.as_matrix())), y, mask)
     assert emulated.provenance["forward"] == "MatrixEmulator"
     assert rel_err(emulated.mean, post.mean) <= 1e-8
     # lowrank form through the same interface: mean and std, no dense factor
-    lowrank = OracleAnalysis(IncrementalFourDVar(gtol=1e-10, inner_rtol=1e-12), method="lowrank")(p, y, mask)
+    lowrank = OracleAnalysis(INCREMENTAL_EXACT, method="lowrank")(p, y, mask)
     assert lowrank.cov_kind == "none" and rel_err(lowrank.std, post.std) <= 1e-8
     assert lowrank.provenance["laplace"] == "lowrank"
 
 
-def test_sensitivity_on_a_nonlinear_problem_matches_finite_differences():
-    """∂x*/∂y by the implicit function theorem (Gauss–Newton Hessian) against re-solving
-    with perturbed observations; on a nonlinear window the Gauss–Newton Hessian drops
-    the residual curvature, so the two agree to about the size of that term."""
-    p = get_problem("lorenz63")
-    _, y, mask = p.simulate(jax.random.key(5), 1)
-    solver = StrongFourDVar(gtol=1e-10)
+def test_sensitivity_on_a_nonlinear_problem_against_finite_differences():
+    """∂x*/∂y against re-solving with perturbed observations (central differences) on
+    a nonlinear window: the exact-Hessian form is the derivative of the minimiser; the
+    Gauss–Newton form (the default, the design's definition) drops the residual
+    curvature and is off by a few percent to over 100% here."""
+    p, _, y, mask = l63_events()
+    solver = StrongFourDVar()  # gtol 1e-6: errors ~1e-6 / h in the differences
     x0 = solver.solve(p, y, mask).x
-    dy = jax.random.normal(jax.random.key(6), y.shape[1:])
-    h = 1e-4
-    fd = (solver.solve(p, y + h * dy, mask).x - solver.solve(p, y - h * dy, mask).x)[0] / (2 * h)
-    jv = sensitivity_jvp(p, x0[0], y[0], mask[0], dy)
-    print("relative difference IFT(GN) vs finite differences:", rel_err(jv, fd))
-    assert rel_err(jv, fd) <= 0.1
-    assert np.all(np.isfinite(np.asarray(jv)))
+    dy = jax.random.normal(jax.random.key(6), y.shape)
+    h = 1e-2
+    fd = (solver.solve(p, y + h * dy, mask).x - solver.solve(p, y - h * dy, mask).x) / (2 * h)
+    err = {}
+    for hessian in ("exact", "gauss-newton"):
+        jv = jax.jit(jax.vmap(lambda *a: sensitivity_jvp(p, *a, hessian=hessian)))(x0, y, mask, dy)
+        err[hessian] = np.array([rel_err(jv[e], fd[e]) for e in range(len(y))])
+    print({k: np.round(v, 4) for k, v in err.items()})
+    assert np.all(err["exact"] <= 1e-3)
+    assert np.median(err["gauss-newton"]) > 0.02
+    with pytest.raises(ValueError, match="hessian"):
+        sensitivity_jvp(p, x0[0], y[0], mask[0], dy[0], hessian="full")

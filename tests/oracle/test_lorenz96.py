@@ -1,4 +1,4 @@
-"""lorenz96, default configuration, 256 events: both solvers converge, agree on the
+"""lorenz96, default configuration, 200 events: both solvers converge, agree on the
 minimum they reach (and, with multi-start, on the global one), the analysis beats the
 prior, and the Laplace posterior is calibrated (1σ coverage of the truth 68% ± 5%)."""
 
@@ -11,7 +11,7 @@ from vardax_core.oracle import IncrementalFourDVar, MultiStart, StrongFourDVar, 
 from vardax_core.problems import get_problem
 
 pytestmark = pytest.mark.slow
-N_EVENTS = 256
+N_EVENTS = 200
 N_STARTS = 8
 
 
@@ -44,7 +44,7 @@ def test_solvers_agree_and_multistart_settles_the_rest(solved):
     assert float(jnp.max(jnp.abs(s.x - i.x)[same])) <= 1e-5
     # the rest are distinct local minima of a non-convex window: from 8 starts each,
     # both solvers find the same (lowest) minimum. Padded to the main batch's shape
-    # (32 events x 8 starts = 256 solves), so no new compilation.
+    # (25 events x 8 starts = 200 solves), so no new compilation.
     idx = np.flatnonzero(~same)
     if idx.size == 0:
         return

@@ -5,8 +5,8 @@ import jax
 import numpy as np
 import pytest
 
+from tests.oracle._shared import l63_events
 from vardax_core.oracle import MultiStart, StrongFourDVar
-from vardax_core.problems import get_problem
 
 N_STARTS = 8
 
@@ -15,8 +15,7 @@ N_STARTS = 8
 def l63():
     # z alone, weak prior (std 10): x and y are ambiguous (the equations are symmetric
     # under (x, y) -> (-x, -y)) and the cost has several minima
-    p = get_problem("lorenz63", observed=(2,), prior_std=10.0)
-    x, y, mask = p.simulate(jax.random.key(1), 16)
+    p, x, y, mask = l63_events()
     solver = StrongFourDVar()
     multi = MultiStart(solver, N_STARTS)
     every = multi.solve_all(p, y, mask)

@@ -106,28 +106,31 @@ class IncrementalFourDVar(AbstractFourDVar):
                     & (f_t <= f + self.armijo * alpha * slope + tol_f * jnp.abs(f))
                 )
 
-            # the Gauss–Newton step, and the step the secant curvature along it predicts
-            f1, g1 = vg(v + dv)
-            curv = tree_dot(g1 - g, dv)
-            a2 = jnp.where(jnp.isfinite(curv) & (curv > 0), jnp.clip(-slope / curv, 0.1, 4.0), 0.5)
-            f2, g2 = vg(v + a2 * dv)
-            ok1, ok2 = armijo(1.0, f1, g1), armijo(a2, f2, g2)
-            take2 = ok2 & (~ok1 | (f2 < f1))
-            alpha, f_t, g_t = jax.tree.map(lambda a, b: jnp.where(take2, a, b), (a2, f2, g2), (jnp.ones_like(a2), f1, g1))
-            ok = ok1 | ok2
-
-            # neither: backtrack from the shorter of the two (rare)
+            # Trials, one evaluation of (J, ∇J) each, in one loop (one evaluation site in
+            # the program, which keeps XLA's compile time down): trial 0 is the
+            # Gauss–Newton step α = 1, trial 1 the secant step α₂ from trial 0's gradient;
+            # the better acceptable one wins; if neither is acceptable, halve from
+            # min(1, α₂) until one is (rare).
             def ls_cond(lc):
-                return active & ~lc[-2] & (lc[-1] < self.max_halvings)
+                j, ok = lc[0], lc[-1]
+                return active & ((j < 2) | (~ok & (j < 2 + self.max_halvings)))
 
             def ls_body(lc):
-                alpha, _, _, _, j = lc
-                alpha = 0.5 * alpha
-                f_t, g_t = vg(v + alpha * dv)
-                return alpha, f_t, g_t, armijo(alpha, f_t, g_t), j + 1
+                j, a2, a_half, alpha, f_t, g_t, ok = lc
+                a = jnp.where(j == 0, 1.0, jnp.where(j == 1, a2, a_half))
+                f_a, g_a = vg(v + a * dv)
+                ok_a = armijo(a, f_a, g_a)
+                curv = tree_dot(g_a - g, dv)  # secant curvature along δv (trial 0)
+                secant = jnp.where(jnp.isfinite(curv) & (curv > 0), jnp.clip(-slope / curv, 0.1, 4.0), 0.5)
+                a2 = jnp.where(j == 0, secant, a2)
+                a_half = jnp.where(j == 1, 0.5 * jnp.minimum(1.0, a2), jnp.where(j >= 2, 0.5 * a_half, a_half))
+                better = ok_a & (~ok | (f_a < f_t))
+                alpha, f_t, g_t = jax.tree.map(lambda p, q: jnp.where(better, p, q), (a, f_a, g_a), (alpha, f_t, g_t))
+                return j + 1, a2, a_half, alpha, f_t, g_t, ok | ok_a
 
-            alpha0 = jnp.where(ok, alpha, jnp.minimum(1.0, a2))
-            alpha, f_t, g_t, ok, _ = jax.lax.while_loop(ls_cond, ls_body, (alpha0, f_t, g_t, ok, 0))
+            one = jnp.asarray(1.0, f.dtype)
+            init = (0, one, 0.5 * one, one, jnp.asarray(jnp.inf, f.dtype), g, jnp.asarray(False))
+            *_, alpha, f_t, g_t, ok = jax.lax.while_loop(ls_cond, ls_body, init)
             v, f, g = jax.tree.map(lambda a, b: jnp.where(ok, a, b), (v + alpha * dv, f_t, g_t), (v, f, g))
             gn = jnp.sqrt(tree_dot(g, g))
             k = k + 1

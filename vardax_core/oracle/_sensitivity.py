@@ -8,10 +8,19 @@ A = I + Zᵀ W Z (Z = G′(x*) B^½, W = mask ⊙ R⁻¹) gives
 the Kalman gain for a linear problem. Both products below solve one system with A by
 conjugate gradients, matrix-free (one linearisation of the window, jvp and its
 transpose); no Jacobian is formed. Single-event functions: jittable, vmappable.
+
+The Gauss–Newton form is the design's definition of the oracle's ∂x*/∂y and is exact
+for a linear window. For a nonlinear one it drops the residual curvature Σ rᵢ ∇²Gᵢ of the
+Hessian, so it is *not* the derivative of the 4DVar minimiser: on lorenz96 (default
+configuration) it differs from re-solving with perturbed observations by about 10–20%
+(measured, tests/oracle/test_analysis.py). ``hessian="exact"`` uses the full Hessian of J
+(Hessian-vector products by forward-over-reverse differentiation) and gives that
+derivative; it needs x* to be a strict local minimum (the Hessian positive definite).
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
@@ -27,6 +36,18 @@ def _max_iter(problem: Problem, max_iter: int | None) -> int:
     return max(100, 2 * problem.n_state) if max_iter is None else int(max_iter)
 
 
+def _hessian(ev: EventCost, x_star, hessian: str):
+    """(u ↦ A u, Z, Zᵀ) at x* for the Gauss–Newton or the exact Hessian in v."""
+    gn, z, zt = ev.gn_hessian(x_star)
+    if hessian == "gauss-newton":
+        return gn, z, zt
+    if hessian == "exact":
+        grad = jax.grad(ev.cost)
+        v_star = ev.to_control(x_star)
+        return (lambda u: jax.jvp(grad, (v_star,), (u,))[1]), z, zt
+    raise ValueError(f"`hessian` must be 'gauss-newton' or 'exact', got {hessian!r}")
+
+
 def sensitivity_jvp(
     problem: Problem,
     x_star: Float[Array, "*state"],
@@ -36,12 +57,13 @@ def sensitivity_jvp(
     *,
     rtol: float = SENSITIVITY_RTOL,
     max_iter: int | None = None,
+    hessian: str = "gauss-newton",
 ) -> Float[Array, "*state"]:
     """(∂x*/∂y) dy for one event: the change of the analysis for a change ``dy`` of the
     observations (entries at unobserved slots are ignored). ``y`` enters only through
     ``x_star``: the Gauss–Newton Hessian does not depend on it."""
     ev = EventCost(problem, y, mask)
-    hess, _, zt = ev.gn_hessian(x_star)
+    hess, _, zt = _hessian(ev, x_star, hessian)
     rhs = zt(ev.weight(jnp.where(ev.mask, dy, 0.0)))
     u, _, _ = cg(hess, rhs, rtol=rtol, max_iter=_max_iter(problem, max_iter))
     return problem.prior.B_sqrt(u)
@@ -56,10 +78,11 @@ def sensitivity_vjp(
     *,
     rtol: float = SENSITIVITY_RTOL,
     max_iter: int | None = None,
+    hessian: str = "gauss-newton",
 ) -> Float[Array, "T *obs"]:
     """(∂x*/∂y)ᵀ dx for one event: the observation-space adjoint of a state-space
     direction ``dx``; exactly zero at unobserved slots."""
     ev = EventCost(problem, y, mask)
-    hess, z, _ = ev.gn_hessian(x_star)
+    hess, z, _ = _hessian(ev, x_star, hessian)
     u, _, _ = cg(hess, problem.prior.B_sqrt_T(dx), rtol=rtol, max_iter=_max_iter(problem, max_iter))
     return ev.weight(z(u))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.gates._wrong import Broken, ScaledJacobian, WrongShape
+from tests.gates.conftest import FAST
 from vardax_core.gates import (
     GateConfig,
     KalmanReference,
@@ -78,7 +79,7 @@ def events(lg):
     return y, mask
 
 
-def _gate_over_seeds(posterior, lg, events, seed_keys, config=GateConfig()):
+def _gate_over_seeds(posterior, lg, events, seed_keys, config=FAST):
     y, mask = events
     ref = KalmanReference(lg)
     return [adjoint_calibration(posterior, y[i * N_EVENTS:(i + 1) * N_EVENTS], mask[i * N_EVENTS:(i + 1) * N_EVENTS],
@@ -112,7 +113,7 @@ def test_jacobian_scaled_by_1p2_fails_in_every_seed(exact, lg, events, seed_keys
 def test_threshold_separates_small_jacobian_errors(exact, lg, events, s, passes):
     y, mask = events
     r = adjoint_calibration(ScaledJacobian(exact, jnp.asarray(s)), y[:N_EVENTS], mask[:N_EVENTS],
-                            KalmanReference(lg), jax.random.key(0))
+                            KalmanReference(lg), jax.random.key(0), FAST)
     assert r.passed is passes
     assert r.statistic == pytest.approx(abs(s - 1), rel=1e-6)
 
@@ -136,7 +137,7 @@ def test_masked_slots_and_missing_data():
     mask = mask.at[0].set(False)  # an event with nothing observed: skipped, counted
     from vardax_core.problems import ExactLinearGaussianPosterior
 
-    r = adjoint_calibration(ExactLinearGaussianPosterior(lg), y, mask, KalmanReference(lg), jax.random.key(0))
+    r = adjoint_calibration(ExactLinearGaussianPosterior(lg), y, mask, KalmanReference(lg), jax.random.key(0), FAST)
     assert r.passed and r.details["n_skipped_unobserved"] == 1 and r.details["n_events"] == N_EVENTS - 1
 
 
@@ -144,7 +145,7 @@ def test_masked_slots_and_missing_data():
 def test_nonfinite_estimates_or_jacobians_fail_with_a_reason(exact, lg, events, what, value):
     y, mask = events
     r = adjoint_calibration(Broken(exact, what, jnp.asarray(value)), y[:N_EVENTS], mask[:N_EVENTS],
-                            KalmanReference(lg), jax.random.key(0))
+                            KalmanReference(lg), jax.random.key(0), FAST)
     assert r.passed is False
     assert "non-finite" in r.reason and f"{N_EVENTS} of {N_EVENTS} events" in r.reason
 
@@ -185,20 +186,40 @@ class _ScaledStep(eqx.Module):
 def test_emulator_variant_on_lorenz96():
     p = get_problem("lorenz96")
     states = p.prior.sample(jax.random.key(0), (N_EVENTS,))
-    r = emulator_jacobian_calibration(_ScaledStep(p.forward, jnp.asarray(1.0)), p.forward, states, jax.random.key(1))
+    r = emulator_jacobian_calibration(_ScaledStep(p.forward, jnp.asarray(1.0)), p.forward, states, jax.random.key(1),
+                                      FAST)
     assert r.passed and r.name == "emulator_jacobian" and r.statistic < 1e-12
     assert r.details["n_states"] == N_EVENTS
-    r = emulator_jacobian_calibration(_ScaledStep(p.forward, jnp.asarray(1.2)), p.forward, states, jax.random.key(1))
+    r = emulator_jacobian_calibration(_ScaledStep(p.forward, jnp.asarray(1.2)), p.forward, states, jax.random.key(1),
+                                      FAST)
     assert not r.passed and r.statistic == pytest.approx(0.2, rel=1e-9)
     with pytest.raises(ValueError, match="`states`"):
         emulator_jacobian_calibration(p.forward, p.forward, states[0], jax.random.key(1))
 
 
 def test_kalman_reference_is_the_kalman_gain(lg):
+    from vardax_core.gates._common import FAST_COMPILE_OPTIONS
+
     x, y, mask = lg.simulate(jax.random.key(9), 1)
-    jvp, vjp = KalmanReference(lg).operator(y[0], mask[0], None)
-    K = np.asarray(kalman_gain(lg, mask[0]))
-    dy = np.asarray(jax.random.normal(jax.random.key(1), y[0].shape))
-    np.testing.assert_allclose(jvp(jnp.asarray(dy)), K @ dy.ravel(), rtol=1e-12)
-    dx = np.arange(10.0)
-    np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(dx))).ravel(), K.T @ dx, rtol=1e-12)
+    dy = jax.random.normal(jax.random.key(1), y[0].shape)
+    dx = jnp.arange(10.0)
+
+    def products(ref, y, mask, dy, dx):
+        jvp, vjp = ref.operator(y, mask, None)
+        return jvp(dy), vjp(dx), kalman_gain(ref.problem, mask)
+
+    jv, vj, K = eqx.filter_jit(products, compiler_options=FAST_COMPILE_OPTIONS)(KalmanReference(lg), y[0], mask[0],
+                                                                                 dy, dx)
+    K = np.asarray(K)
+    np.testing.assert_allclose(jv, K @ np.asarray(dy).ravel(), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(vj).ravel(), K.T @ np.asarray(dx), rtol=1e-12)
+
+
+def test_posterior_reference_regates_one_model_against_another(exact, lg, events):
+    from vardax_core.gates import PosteriorReference
+
+    y, mask = events
+    ref = PosteriorReference(exact, lg.state_shape)
+    r = adjoint_calibration(ScaledJacobian(exact, jnp.asarray(1.2)), y[:N_EVENTS], mask[:N_EVENTS], ref,
+                            jax.random.key(0), FAST)
+    assert not r.passed and r.statistic == pytest.approx(0.2, rel=1e-9)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.gates._wrong import Broken, RandomShift, UniformShift, WrongShape
-from tests.gates.conftest import oracle_arrays
+from tests.gates.conftest import FAST, oracle_arrays
 from vardax_core.gates import GateConfig, agreement_from_estimates, posterior_agreement
 from vardax_core.gates._common import point_estimates
 
@@ -21,9 +21,9 @@ def studies(lg):
     return y, mask, np.asarray(mean), np.asarray(std)
 
 
-def _rejections(posterior, lg, studies, config=GateConfig()):
+def _rejections(posterior, lg, studies, config=FAST):
     y, mask, mean, std = studies
-    est = point_estimates(posterior, y, mask, lg.state_shape)  # every seed's events in one jitted call
+    est = point_estimates(posterior, y, mask, lg.state_shape, fast_compile=True)  # all seeds' events, one call
     results = [agreement_from_estimates(est[s], mean[s], std[s], config)
                for s in np.split(np.arange(N_SEEDS * N_EVENTS), N_SEEDS)]
     return results, np.mean([not r.passed for r in results])
@@ -54,7 +54,7 @@ def test_mean_off_by_one_sigma_fails_in_every_seed(exact, lg, studies):
 @pytest.mark.parametrize("k, passes", [(0.99, True), (1.01, False)])
 def test_tolerance_is_inclusive_at_one_sigma(exact, lg, studies, k, passes):
     y, mask, mean, std = (a[:N_EVENTS] for a in studies)
-    r = posterior_agreement(UniformShift(exact, jnp.asarray(k)), y, mask, mean, std)
+    r = posterior_agreement(UniformShift(exact, jnp.asarray(k)), y, mask, mean, std, FAST)
     assert r.passed is passes
     assert np.allclose(r.details["max_z"], k, rtol=1e-6)
 
@@ -75,7 +75,7 @@ def test_min_fraction_rule_counts_events(lg):
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_nonfinite_estimates_fail_with_a_reason(exact, lg, studies, value):
     y, mask, mean, std = (a[:50] for a in studies)
-    r = posterior_agreement(Broken(exact, "estimate", jnp.asarray(value)), y, mask, mean, std)
+    r = posterior_agreement(Broken(exact, "estimate", jnp.asarray(value)), y, mask, mean, std, FAST)
     assert r.passed is False and "non-finite point estimates in 50 of 50 events" in r.reason
     # one bad event among many that agree still fails the gate
     est = mean.copy()

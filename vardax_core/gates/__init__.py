@@ -17,6 +17,7 @@ mask)`` → (B,).
 
 from ._adjoint import KalmanReference as KalmanReference
 from ._adjoint import OracleReference as OracleReference
+from ._adjoint import PosteriorReference as PosteriorReference
 from ._adjoint import adjoint_calibration as adjoint_calibration
 from ._adjoint import compare_linear_operators as compare_linear_operators
 from ._adjoint import emulator_jacobian_calibration as emulator_jacobian_calibration

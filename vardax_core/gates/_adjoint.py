@@ -182,6 +182,10 @@ class KalmanReference(eqx.Module):
 
     problem: object
 
+    @property
+    def state_shape(self):
+        return self.problem.state_shape
+
     def operator(self, y, mask, aux):
         from ..problems import kalman_gain
 
@@ -197,11 +201,27 @@ class OracleReference(eqx.Module):
 
     problem: object
 
+    @property
+    def state_shape(self):
+        return self.problem.state_shape
+
     def operator(self, y, mask, aux):
         from ..oracle import sensitivity_jvp, sensitivity_vjp
 
         return (lambda dy: sensitivity_jvp(self.problem, aux, y, mask, dy.astype(F64)).astype(F64),
                 lambda dx: sensitivity_vjp(self.problem, aux, y, mask, dx.astype(F64)).astype(F64))
+
+
+class PosteriorReference(eqx.Module):
+    """∂x̂/∂y of another posterior's point estimate (the champion, an emulator-based
+    analysis, …): re-gating a new version against the one before it. ``aux`` is ignored."""
+
+    posterior: object
+    state_shape: tuple[int, ...] = eqx.field(static=True)
+
+    def operator(self, y, mask, aux):
+        _, jvp, vjp = linear_operator(_mean_map(self.posterior, mask, self.state_shape), y)
+        return jvp, vjp
 
 
 def _mean_map(posterior, mask, state_shape):
@@ -234,8 +254,8 @@ def adjoint_calibration(posterior, y, mask, reference, key, config: GateConfig |
     """Gate 2 on E held-out events ``y``, ``mask`` (E, T, *obs).
 
     ``reference`` provides ``operator(y, mask, aux) -> (jvp, vjp)`` for one event:
-    :class:`OracleReference` (``aux`` = the oracle's x*, (E, *state)) or, for linear
-    problems, :class:`KalmanReference`. Events without any observed slot are skipped
+    :class:`OracleReference` (``aux`` = the oracle's x*, (E, *state)), for linear
+    problems :class:`KalmanReference`, or :class:`PosteriorReference` (another model). Events without any observed slot are skipped
     (their ∂x/∂y is empty) and counted in ``details``. ``config.adjoint_chunk`` events
     are probed at a time under jit.
     """
@@ -246,7 +266,7 @@ def adjoint_calibration(posterior, y, mask, reference, key, config: GateConfig |
         raise ValueError(f"`mask` must have the same shape as `y` {y.shape}, got {mask.shape}")
     if mask.dtype != np.bool_:
         raise ValueError(f"`mask` must be boolean, got {mask.dtype}")
-    state_shape = tuple(state_shape or reference.problem.state_shape)
+    state_shape = tuple(state_shape or reference.state_shape)
     n_events = y.shape[0]
     aux = np.zeros((n_events, *state_shape)) if aux is None else np.asarray(aux)
     if aux.shape != (n_events, *state_shape):
@@ -259,7 +279,7 @@ def adjoint_calibration(posterior, y, mask, reference, key, config: GateConfig |
                                     "frobenius_ratio": np.zeros(0), "power_change": np.zeros(0)},
                              config, "‖J_f − J_o‖/‖J_o‖", extra=extra)
     out = _probe_events_jit(config.fast_compile, posterior, reference, y, mask, aux, key, state_shape, int(config.n_probes),
-                        int(config.power_steps), int(config.adjoint_chunk))
+                        int(config.power_steps), config.chunk("adjoint_chunk"))
     valid = np.asarray(out.pop("estimate_finite"))
     return operator_gate(NAME, out, config, "‖J_f − J_o‖/‖J_o‖", extra=extra, valid=valid)
 
@@ -300,6 +320,6 @@ def emulator_jacobian_calibration(emulator_model, physics_model, states, key, co
     if states.ndim < 2:
         raise ValueError(f"`states` must be batched, shape (states, *state), got {states.shape}")
     out = _probe_states_jit(config.fast_compile, emulator_model, physics_model, states, key, int(config.n_probes), int(config.power_steps),
-                        int(config.adjoint_chunk))
+                        config.chunk("adjoint_chunk"))
     valid = np.asarray(out.pop("estimate_finite"))
     return operator_gate(name, out, config, "‖∂F/∂x − ∂M/∂x‖/‖∂M/∂x‖", label="state", valid=valid)

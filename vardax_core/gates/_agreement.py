@@ -99,5 +99,5 @@ def posterior_agreement(posterior, y, mask, oracle_mean, oracle_std, config: Gat
     if np.shape(y)[0] != mu.shape[0] or np.shape(mask)[0] != mu.shape[0]:
         raise ValueError(f"`y`, `mask` and `oracle_mean` must have the same number of events, got "
                          f"{np.shape(y)[0]}, {np.shape(mask)[0]} and {mu.shape[0]}")
-    est = point_estimates(posterior, y, mask, mu.shape[1:], config.eval_chunk, config.fast_compile)
+    est = point_estimates(posterior, y, mask, mu.shape[1:], config.chunk("eval_chunk"), config.fast_compile)
     return agreement_from_estimates(est, mu, oracle_std, config)

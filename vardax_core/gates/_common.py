@@ -29,16 +29,24 @@ def point_estimate_one(posterior, y, mask, state_shape):
     return out[0]
 
 
-def chunked_map(f, xs, chunk: int):
-    """``jax.lax.map(f, xs)`` vmapping ``chunk``-sized blocks (bounded memory).
+def chunked_map(f, xs, chunk: int = 1):
+    """``jax.lax.map(f, xs)``, optionally vmapping ``chunk``-sized blocks.
 
-    The leading axis (size n) is split into c = ceil(n / chunk) equal blocks of
-    ceil(n / c) items, padding with copies of the last item (fewer than c of them) and
-    dropping their outputs, so ``f`` is compiled once — ``lax.map(batch_size=…)``
-    compiles it a second time for a remainder block.
+    ``chunk`` = 1 (the gates' default) maps one item at a time: on CPU that is as fast
+    as vmapped blocks for the heads measured (lorenz96 Gaussian and flow heads) and much
+    faster for heads with small Cholesky / triangular solves, which jaxlib 0.10 runs
+    slowly when batched (vmapped blocks of 50 Gaussian-head SBC runs: 25x slower). Batched
+    LAPACK kernels also split their batch over the CPU thread pool and, when two run
+    concurrently on a 2-core machine, wait for each other forever: a deadlock observed
+    with vmapped blocks of Gaussian-head SBC runs. With ``chunk`` > 1 the leading axis
+    (size n) is split into c = ceil(n / chunk) equal blocks of ceil(n / c) items,
+    padding with copies of the last item (fewer than c) whose outputs are dropped, so
+    ``f`` is compiled once (``lax.map(batch_size=…)`` compiles a remainder block too).
     """
+    if chunk <= 1:
+        return jax.lax.map(f, xs)
     n = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    blocks = -(-n // max(1, min(chunk, n)))
+    blocks = -(-n // min(chunk, n))
     size = -(-n // blocks)
     pad = blocks * size - n
 
@@ -50,9 +58,10 @@ def chunked_map(f, xs, chunk: int):
     return jax.tree_util.tree_map(lambda a: a.reshape(blocks * size, *a.shape[2:])[:n], ys)
 
 
-# XLA's CPU backend spends most of a gate's compile time in LLVM optimisation; at
-# optimisation level 0 the SBC of linear_gaussian compiles in 2.6 s instead of 16 s of
-# CPU time and runs 1.8x slower (0.31 s instead of 0.17 s for 500 runs × 99 draws).
+# XLA's CPU backend spends most of a gate's compile time in LLVM optimisation. At
+# optimisation level 0 the SBC of linear_gaussian (500 runs × 99 draws) compiles in
+# 2.6 s instead of 16 s of CPU time, and runs 1.8x slower; for the lorenz96 heads the
+# run is 3.6x (flow) to 6.6x (Gaussian) slower, which outweighs the compile time saved.
 FAST_COMPILE_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
@@ -76,9 +85,9 @@ def _estimates(posterior, y, mask, state_shape, chunk):
 _estimates_jit = DualJit(_estimates)
 
 
-def point_estimates(posterior, y, mask, state_shape: tuple[int, ...], chunk: int = 256, fast_compile: bool = True):
-    """``posterior(y, mask)`` over many events, ``chunk`` events at a time (jitted),
-    as float64 NumPy (E, *state)."""
+def point_estimates(posterior, y, mask, state_shape: tuple[int, ...], chunk: int = 1, fast_compile: bool = False):
+    """``posterior(y, mask)`` over many events (jitted; see :func:`chunked_map` for
+    ``chunk``), as float64 NumPy (E, *state)."""
     out = _estimates_jit(fast_compile, posterior, jnp.asarray(y), jnp.asarray(mask), tuple(state_shape), int(chunk))
     return np.asarray(out, dtype=np.float64)
 

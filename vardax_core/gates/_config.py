@@ -29,14 +29,20 @@ class GateConfig:
         {0..L} are binned into ``sbc_bins`` bins, which must divide L + 1 exactly so that
         every bin holds the same number of rank values. chi^2 uniformity test per
         statistic, Holm correction across statistics, pass when the smallest
-        Holm-adjusted p-value is > ``sbc_alpha`` (0.01). ``sbc_chunk`` runs are
-        processed at a time (bounds memory; results do not depend on it).
+        Holm-adjusted p-value is > ``sbc_alpha`` (0.01).
+
+    Batching
+        ``sbc_chunk``, ``adjoint_chunk``, ``eval_chunk``: runs / events processed
+        together by ``vmap`` inside the jitted loop; None = 1 on CPU, 128 on GPU/TPU.
+        One at a time is the CPU default on purpose (see
+        ``vardax_core.gates._common.chunked_map``: batched small LAPACK kernels are slow
+        in jaxlib 0.10 and can deadlock on 2 cores). Results do not depend on these.
 
     Compilation
-        ``fast_compile`` (True): compile the gates' jitted computations at XLA backend
+        ``fast_compile`` (False): compile the gates' jitted computations at XLA backend
         optimisation level 0 — several times faster to compile, slower to run (see
-        ``vardax_core.gates._common.FAST_COMPILE_OPTIONS``); a gate runs once per model
-        version, so compilation usually dominates.
+        ``vardax_core.gates._common.FAST_COMPILE_OPTIONS``): worth it for small
+        problems and short runs (the linear_gaussian tests), not for lorenz96 heads.
 
     Diagnostics and figures
         ``coverage_levels`` points of the expected-coverage / TARP curves;
@@ -53,19 +59,19 @@ class GateConfig:
     adjoint_events: int = 200
     n_probes: int = 8
     power_steps: int = 20
-    adjoint_chunk: int = 50
+    adjoint_chunk: int | None = None
     # simulation-based calibration
     sbc_runs: int = 1000
     sbc_draws: int = 99
     sbc_bins: int = 20
     sbc_alpha: float = 0.01
-    sbc_chunk: int = 100
+    sbc_chunk: int | None = None
     # diagnostics / figures
     coverage_levels: int = 19
     band_simulations: int = 2000
     band_level: float = 0.99
-    eval_chunk: int = 256
-    fast_compile: bool = True
+    eval_chunk: int | None = None
+    fast_compile: bool = False
 
     def __post_init__(self):
         def need(cond, msg):
@@ -78,9 +84,12 @@ class GateConfig:
              f"`agreement_events` must be >= 1 or None, got {self.agreement_events}")
         need(self.adjoint_threshold > 0, f"`adjoint_threshold` must be > 0, got {self.adjoint_threshold}")
         need(0 < self.adjoint_quantile <= 1, f"`adjoint_quantile` must be in (0, 1], got {self.adjoint_quantile}")
-        for name in ("adjoint_events", "n_probes", "power_steps", "adjoint_chunk", "sbc_runs", "sbc_draws",
-                     "sbc_bins", "sbc_chunk", "coverage_levels", "band_simulations", "eval_chunk"):
+        for name in ("adjoint_events", "n_probes", "power_steps", "sbc_runs", "sbc_draws", "sbc_bins",
+                     "coverage_levels", "band_simulations"):
             need(int(getattr(self, name)) >= 1, f"`{name}` must be >= 1, got {getattr(self, name)}")
+        for name in ("adjoint_chunk", "sbc_chunk", "eval_chunk"):
+            v = getattr(self, name)
+            need(v is None or int(v) >= 1, f"`{name}` must be >= 1 or None, got {v}")
         need(0 < self.sbc_alpha < 1, f"`sbc_alpha` must be in (0, 1), got {self.sbc_alpha}")
         need(0 < self.band_level < 1, f"`band_level` must be in (0, 1), got {self.band_level}")
         need(self.sbc_bins >= 2, f"`sbc_bins` must be >= 2, got {self.sbc_bins}")
@@ -90,6 +99,15 @@ class GateConfig:
         need(self.sbc_runs / self.sbc_bins >= 5,
              f"`sbc_runs` / `sbc_bins` = {self.sbc_runs / self.sbc_bins:.1f} expected runs per bin; the chi^2 "
              "approximation needs >= 5: use more runs or fewer bins")
+
+    def chunk(self, name: str) -> int:
+        """The resolved value of ``sbc_chunk`` / ``adjoint_chunk`` / ``eval_chunk``."""
+        v = getattr(self, name)
+        if v is not None:
+            return int(v)
+        import jax
+
+        return 1 if jax.default_backend() == "cpu" else 128
 
     def replace(self, **changes) -> "GateConfig":
         return dataclasses.replace(self, **changes)

@@ -15,9 +15,9 @@ smallest Holm-adjusted p-value is > ``sbc_alpha`` (0.01), so the exact posterior
 rejected with probability ≤ 1 %. A KS test of the randomised normalised ranks
 u = (r + U)/(L+1), U ~ U(0, 1) (exactly uniform under the null), is reported too.
 
-Everything from the prior draws to the ranks runs in one jitted computation, the runs
-in chunks of about ``sbc_chunk`` (``jax.lax.map`` over vmapped blocks): no Python loop
-over runs. Run n simulates with ``fold_in(k_sim, n)`` (event n of
+Everything from the prior draws to the ranks runs in one jitted computation: a
+``jax.lax.map`` over runs (one at a time by default, or vmapped blocks of ``sbc_chunk``),
+vectorised over the L draws within a run — no Python loop over runs. Run n simulates with ``fold_in(k_sim, n)`` (event n of
 ``problem.simulate(k_sim, N)``) and draws with ``fold_in(k_draw, n)``, so results do
 not depend on the chunk size.
 
@@ -145,25 +145,26 @@ def simulate_sbc(posterior, problem, key, config: GateConfig | None = None) -> S
     """Run the SBC simulation for ``posterior`` on ``problem`` (jitted end to end)."""
     config = config or GateConfig()
     out = _simulate_jit(config.fast_compile, posterior, problem, key, int(config.sbc_runs), int(config.sbc_draws),
-                        int(config.sbc_chunk), has_density(posterior))
+                        config.chunk("sbc_chunk"), has_density(posterior))
     return SBCSimulation(**out)
 
 
 def _simulate_batch(posterior, problem, keys, n_runs, n_draws, chunk, density):
-    return jax.vmap(lambda k: sbc_simulation_arrays(posterior, problem, k, n_runs, n_draws, chunk, density))(keys)
+    return jax.lax.map(lambda k: sbc_simulation_arrays(posterior, problem, k, n_runs, n_draws, chunk, density), keys)
 
 
 _simulate_batch_jit = DualJit(_simulate_batch)
 
 
 def simulate_sbc_batch(posterior, problem, keys, config: GateConfig | None = None) -> list[SBCSimulation]:
-    """Independent SBC simulations, one per key in ``keys`` (a batch of keys), vmapped
-    in one jitted computation — for measuring a gate's power or false-rejection rate
-    over seeds. Each equals ``simulate_sbc(posterior, problem, keys[i], config)`` up to
-    floating-point rounding."""
+    """Independent SBC simulations, one per key in ``keys`` (a batch of keys), in one
+    jitted computation (a ``lax.map`` over keys, not a ``vmap``: see
+    :func:`~vardax_core.gates._common.chunked_map`) — for measuring a gate's power or
+    false-rejection rate over seeds. Each equals ``simulate_sbc(posterior, problem,
+    keys[i], config)``."""
     config = config or GateConfig()
     out = _simulate_batch_jit(config.fast_compile, posterior, problem, keys, int(config.sbc_runs), int(config.sbc_draws),
-                              int(config.sbc_chunk), has_density(posterior))
+                              config.chunk("sbc_chunk"), has_density(posterior))
     out = {k: np.asarray(v) for k, v in out.items()}
     return [SBCSimulation(**{k: v[i] for k, v in out.items()}) for i in range(len(keys))]
 

@@ -1,0 +1,106 @@
+"""Wall time of the three gates on lorenz96 (N=40) for the Gaussian and flow heads.
+
+Run: .venv/bin/python benchmarks/gates.py [--runs 1000] [--draws 99] [--events 200]
+
+- SBC with N = 1000 runs × L = 99 posterior draws (L + 1 = 100 rank values, so the 20
+  default bins each hold 5 of them; L = 100 would make L + 1 = 101 prime), every state
+  component plus log q: 41 statistics.
+- posterior agreement and adjoint calibration on 200 events.
+
+The heads are freshly initialised (untrained) by ``vardax_core.amortized.build_posterior``
+with the default encoder: timing depends on the architecture, not on the weights (the
+gates themselves fail, as they should for untrained heads). The adjoint reference is the
+oracle's ∂x*/∂y (``OracleReference``, one implicit-function solve per product) at x* =
+the truth when ``vardax_core.oracle`` provides ``sensitivity_jvp``; otherwise the other
+head's Jacobian (``PosteriorReference``) and the table says so. Agreement compares with
+the truth and the prior std (timing only). "first call" includes compilation; "warm" is
+the best of two further calls with new keys. Both XLA modes are measured: fast_compile
+(optimisation level 0, the default) and full optimisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import jax
+import numpy as np
+
+import vardax_core  # noqa: F401
+from _common import machine
+from vardax_core.gates import (
+    GateConfig,
+    OracleReference,
+    PosteriorReference,
+    adjoint_calibration,
+    posterior_agreement,
+    sbc,
+)
+from vardax_core.problems import get_problem
+
+
+def _timed(fn, key_seed: int):
+    t = time.perf_counter()
+    fn(jax.random.key(key_seed))
+    first = time.perf_counter() - t
+    warm = []
+    for s in (1, 2):
+        t = time.perf_counter()
+        fn(jax.random.key(key_seed + s))
+        warm.append(time.perf_counter() - t)
+    return first, min(warm)
+
+
+def _reference(problem, other_head):
+    try:
+        from vardax_core.oracle import sensitivity_jvp, sensitivity_vjp  # noqa: F401
+    except ImportError:
+        return PosteriorReference(other_head, problem.state_shape), "the other head's ∂x̂/∂y (oracle not available)"
+    return OracleReference(problem), "oracle ∂x*/∂y at x* = truth"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=1000)
+    ap.add_argument("--draws", type=int, default=99)
+    ap.add_argument("--events", type=int, default=200)
+    ap.add_argument("--heads", default="gaussian,flow")
+    ap.add_argument("--modes", default="fast,full")
+    args = ap.parse_args()
+
+    from vardax_core.amortized import build_posterior
+
+    problem = get_problem("lorenz96")
+    heads = {h: build_posterior(problem, {"head": {"type": h}}, jax.random.key(0)) for h in args.heads.split(",")}
+    x, y, mask = problem.simulate(jax.random.key(7), args.events)
+    prior_std = np.broadcast_to(np.sqrt(np.asarray(problem.prior.cov.variance())), x.shape)
+
+    rows = []
+    for mode in args.modes.split(","):
+        config = GateConfig(sbc_runs=args.runs, sbc_draws=args.draws, fast_compile=(mode == "fast"))
+        for name, head in heads.items():
+            other = heads["gaussian" if name != "gaussian" else next(iter(h for h in heads if h != name), name)]
+            ref, ref_text = _reference(problem, other)
+            first, warm = _timed(lambda k: sbc(head, problem, k, config), 0)
+            rows.append((mode, name, f"SBC, {args.runs} runs × {args.draws} draws", first, warm))
+            first, warm = _timed(lambda k: posterior_agreement(head, y, mask, x, prior_std, config), 10)
+            rows.append((mode, name, f"posterior agreement, {args.events} events", first, warm))
+            first, warm = _timed(lambda k: adjoint_calibration(head, y, mask, ref, k, config, aux=x), 20)
+            rows.append((mode, name, f"adjoint calibration, {args.events} events, {config.n_probes} probes + "
+                                     f"{config.power_steps} power steps; reference: {ref_text}", first, warm))
+
+    print(f"machine: {machine()}")
+    print("heads: freshly initialised (untrained) `build_posterior(lorenz96, {'head': {'type': …}})`, default encoder")
+    print()
+    print("| XLA mode | head | gate | first call (compile + run), s | warm, s |")
+    print("|---|---|---|---|---|")
+    for mode, name, what, first, warm in rows:
+        print(f"| {mode} | {name} | {what} | {first:.1f} | {warm:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

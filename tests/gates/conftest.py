@@ -56,19 +56,26 @@ def seed_keys():
     return jax.random.split(jax.random.key(20261121), N_SEEDS)
 
 
+def sbc_over_seeds(posterior, problem, keys, config=SBC_CONFIG):
+    """Independent SBC simulations, one per key. One compiled program serves every seed
+    (and the run_gates tests); a ``vmap`` over seeds would batch the posterior's
+    Cholesky / triangular solves, which jaxlib 0.10 runs slowly and can deadlock on
+    2 cores (see ``vardax_core.gates._common.chunked_map``)."""
+    from vardax_core.gates import simulate_sbc
+
+    return [simulate_sbc(posterior, problem, k, config) for k in keys]
+
+
 @pytest.fixture(scope="session")
 def exact_sims(exact, lg, seed_keys):
-    """N_SEEDS independent SBC simulations of the exact posterior (one vmapped computation)."""
-    from vardax_core.gates import simulate_sbc_batch
-
-    return simulate_sbc_batch(exact, lg, seed_keys, SBC_CONFIG)
+    """N_SEEDS independent SBC simulations of the exact posterior."""
+    return sbc_over_seeds(exact, lg, seed_keys)
 
 
 @pytest.fixture(scope="session")
 def scaled_sims(exact, lg, seed_keys):
     """The same for the posterior with covariance × 0.5 and × 2 (one compilation)."""
     from tests.gates._wrong import ScaledCovariance
-    from vardax_core.gates import simulate_sbc_batch
 
-    return {c: simulate_sbc_batch(ScaledCovariance(exact, jnp.asarray(c)), lg, seed_keys[:N_SEEDS_WRONG], SBC_CONFIG)
+    return {c: sbc_over_seeds(ScaledCovariance(exact, jnp.asarray(c)), lg, seed_keys[:N_SEEDS_WRONG])
             for c in (0.5, 2.0)}

@@ -42,5 +42,4 @@ from ._sbc import sbc as sbc
 from ._sbc import sbc_gate as sbc_gate
 from ._sbc import sbc_simulation_arrays as sbc_simulation_arrays
 from ._sbc import simulate_sbc as simulate_sbc
-from ._sbc import simulate_sbc_batch as simulate_sbc_batch
 from ._sbc import statistic_names as statistic_names

@@ -149,26 +149,6 @@ def simulate_sbc(posterior, problem, key, config: GateConfig | None = None) -> S
     return SBCSimulation(**out)
 
 
-def _simulate_batch(posterior, problem, keys, n_runs, n_draws, chunk, density):
-    return jax.lax.map(lambda k: sbc_simulation_arrays(posterior, problem, k, n_runs, n_draws, chunk, density), keys)
-
-
-_simulate_batch_jit = DualJit(_simulate_batch)
-
-
-def simulate_sbc_batch(posterior, problem, keys, config: GateConfig | None = None) -> list[SBCSimulation]:
-    """Independent SBC simulations, one per key in ``keys`` (a batch of keys), in one
-    jitted computation (a ``lax.map`` over keys, not a ``vmap``: see
-    :func:`~vardax_core.gates._common.chunked_map`) — for measuring a gate's power or
-    false-rejection rate over seeds. Each equals ``simulate_sbc(posterior, problem,
-    keys[i], config)``."""
-    config = config or GateConfig()
-    out = _simulate_batch_jit(config.fast_compile, posterior, problem, keys, int(config.sbc_runs), int(config.sbc_draws),
-                              config.chunk("sbc_chunk"), has_density(posterior))
-    out = {k: np.asarray(v) for k, v in out.items()}
-    return [SBCSimulation(**{k: v[i] for k, v in out.items()}) for i in range(len(keys))]
-
-
 def statistic_names(posterior, problem) -> list[str]:
     return component_names(problem.state_shape) + (["log_q"] if has_density(posterior) else [])
 

@@ -223,3 +223,27 @@ def test_posterior_reference_regates_one_model_against_another(exact, lg, events
     r = adjoint_calibration(ScaledJacobian(exact, jnp.asarray(1.2)), y[:N_EVENTS], mask[:N_EVENTS], ref,
                             jax.random.key(0), FAST)
     assert not r.passed and r.statistic == pytest.approx(0.2, rel=1e-9)
+
+
+def test_oracle_reference_is_wired_to_the_oracle_sensitivity(lg):
+    """``run_gates``' default reference (the oracle's implicit-function ∂x*/∂y at x*) agrees
+    with the Kalman gain on linear_gaussian, in both directions."""
+    from vardax_core.gates import OracleReference
+    from vardax_core.gates._common import FAST_COMPILE_OPTIONS
+    from vardax_core.problems import batched_linear_gaussian_posterior
+
+    x, y, mask = lg.simulate(jax.random.key(4), 3)
+    x_star, _ = batched_linear_gaussian_posterior(lg, y, mask)
+    dy = jax.random.normal(jax.random.key(1), y.shape)
+    dx = jax.random.normal(jax.random.key(2), x.shape)
+
+    def products(ref, y, mask, aux, dy, dx):
+        jvp, vjp = ref.operator(y, mask, aux)
+        return jvp(dy), vjp(dx)
+
+    both = eqx.filter_jit(jax.vmap(products, in_axes=(None, 0, 0, 0, 0, 0)),
+                          compiler_options=FAST_COMPILE_OPTIONS)
+    o_jvp, o_vjp = both(OracleReference(lg), y, mask, x_star, dy, dx)
+    k_jvp, k_vjp = both(KalmanReference(lg), y, mask, x_star, dy, dx)
+    np.testing.assert_allclose(o_jvp, k_jvp, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(o_vjp, k_vjp, rtol=1e-7, atol=1e-9)

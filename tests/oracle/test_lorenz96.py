@@ -19,7 +19,8 @@ N_STARTS = 8
 def solved():
     p = get_problem("lorenz96")
     x, y, mask = p.simulate(jax.random.key(96), N_EVENTS)
-    solvers = {"strong": StrongFourDVar(), "incremental": IncrementalFourDVar()}
+    # 64 lanes: the 200 events run through the conveyor (see AbstractFourDVar)
+    solvers = {"strong": StrongFourDVar(lanes=64), "incremental": IncrementalFourDVar(lanes=64)}
     return p, x, y, mask, solvers, {k: s.solve(p, y, mask) for k, s in solvers.items()}
 
 

@@ -10,7 +10,7 @@ from ..problems import Problem
 from ._base import AbstractFourDVar, finish, use_background_preconditioner
 from ._cg import cg
 from ._control import EventCost, Preconditioner, background_jacobian, tree_dot
-from ._result import CONVERGED, MAX_ITERATIONS, NONFINITE, RUNNING, STALLED
+from ._result import CONVERGED, MAX_ITERATIONS, NONFINITE, RUNNING, STALLED, FourDVarResult
 
 
 class IncrementalFourDVar(AbstractFourDVar):
@@ -44,7 +44,8 @@ class IncrementalFourDVar(AbstractFourDVar):
     slowest event from more than 50 outer iterations to 37. Neither acceptable: α is
     halved from the shorter one (at most ``max_halvings`` times; none found →
     ``STALLED``). All loops are ``lax`` loops; the solver is vmapped over events, and
-    inner loops of events already finished are given nothing to do.
+    inner loops of events already finished are given nothing to do. A batch of more than
+    ``lanes`` events runs as a conveyor (see :class:`AbstractFourDVar`).
 
     Stops with ``CONVERGED`` when ‖∇_v J‖₂ ≤ ``gtol`` (the exact gradient of the
     nonlinear cost), ``MAX_ITERATIONS`` after ``max_outer`` outer iterations,
@@ -59,6 +60,7 @@ class IncrementalFourDVar(AbstractFourDVar):
     max_halvings: int = eqx.field(static=True, default=10)
     armijo: float = eqx.field(static=True, default=1e-4)
     precondition: str = eqx.field(static=True, default="auto")
+    lanes: int | None = eqx.field(static=True, default=256)
 
     def __check_init__(self):
         if self.precondition not in ("auto", "background", "none"):
@@ -69,78 +71,86 @@ class IncrementalFourDVar(AbstractFourDVar):
             raise ValueError("IncrementalFourDVar: max_outer and max_inner must be >= 1, max_halvings >= 0")
         if not (self.gtol > 0 and self.inner_rtol > 0):
             raise ValueError("IncrementalFourDVar: gtol and inner_rtol must be > 0")
+        if self.lanes is not None and self.lanes < 1:
+            raise ValueError(f"IncrementalFourDVar: lanes must be >= 1 or None, got {self.lanes}")
 
     def _prepare(self, problem: Problem):
         return background_jacobian(problem) if use_background_preconditioner(problem, self.precondition) else None
 
-    def _solve_one(self, problem: Problem, y, mask, x_init, zb):
+    # The solve in four pieces (see AbstractFourDVar): setup, fresh state, one outer
+    # iteration per pass, result.
+
+    def _setup(self, problem: Problem, y, mask, x_init, zb) -> dict:
         ev = EventCost(problem, y, mask)
-        psolve = None if zb is None else Preconditioner.build(ev, zb).solve
+        pc = None if zb is None else Preconditioner.build(ev, zb)
+        return {"y": ev.y, "mask": ev.mask, "x_init": x_init, "pc": pc, "v0": ev.to_control(x_init)}
+
+    def _fresh(self, setup) -> dict:
+        v0, zero = setup["v0"], jnp.asarray(0)
+        return dict(v=v0, f=jnp.asarray(jnp.inf, v0.dtype), g=jnp.zeros_like(v0), k=zero, inner=zero,
+                    status=jnp.asarray(RUNNING), fresh=jnp.asarray(True))
+
+    def _pass(self, problem: Problem, setup, c) -> dict:
+        """One outer iteration. The first pass (``fresh``) only evaluates the start point
+        (no inner solve, δv = 0): one evaluation site for J and ∇J in the program."""
+        ev = EventCost(problem, setup["y"], setup["mask"])
         vg = jax.value_and_grad(ev.cost)
-        v0 = ev.to_control(x_init)
-        f0, g0 = vg(v0)
-        gn0 = jnp.sqrt(tree_dot(g0, g0))
-        status0 = jnp.where(
-            ~(jnp.isfinite(f0) & jnp.isfinite(gn0)), NONFINITE, jnp.where(gn0 <= self.gtol, CONVERGED, RUNNING)
+        psolve = None if setup["pc"] is None else setup["pc"].solve
+        v, f, g, fresh = c["v"], c["f"], c["g"], c["fresh"]
+        tol_f = 8 * jnp.finfo(v.dtype).eps
+        # under vmap the pass also runs for finished events: give their inner loops
+        # nothing to do, so they never hold the batch's loops open
+        active = c["status"] == RUNNING
+        hess, _, _ = ev.gn_hessian(ev.to_state(v))
+        dv, its, _ = cg(
+            hess, -g, rtol=self.inner_rtol, max_iter=jnp.where(active & ~fresh, self.max_inner, 0), precondition=psolve
         )
-        tol_f = 8 * jnp.finfo(v0.dtype).eps
+        slope = tree_dot(g, dv)
 
-        def cond(c):
-            return c[-1] == RUNNING
+        def armijo(alpha, f_t, g_t):
+            finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
+            return fresh | (finite & (f_t <= f + self.armijo * alpha * slope + tol_f * jnp.abs(f)))
 
-        def body(c):
-            v, f, g, _, k, inner, status = c
-            # under vmap the body also runs for finished events: give their inner
-            # loops nothing to do, so they never hold the batch's loops open
-            active = status == RUNNING
-            hess, _, _ = ev.gn_hessian(ev.to_state(v))
-            dv, its, _ = cg(
-                hess, -g, rtol=self.inner_rtol, max_iter=jnp.where(active, self.max_inner, 0), precondition=psolve
-            )
-            slope = tree_dot(g, dv)
+        # Trials, one evaluation of (J, ∇J) each, in one loop: trial 0 is the
+        # Gauss–Newton step α = 1, trial 1 the secant step α₂ from trial 0's gradient;
+        # the better acceptable one wins; if neither is acceptable, halve from
+        # min(1, α₂) until one is (rare). A fresh pass makes one trial, at δv = 0.
+        def ls_cond(lc):
+            j, ok = lc[0], lc[-1]
+            return active & ((j < jnp.where(fresh, 1, 2)) | (~ok & (j < 2 + self.max_halvings)))
 
-            def armijo(alpha, f_t, g_t):
-                return (
-                    jnp.isfinite(f_t)
-                    & jnp.all(jnp.isfinite(g_t))
-                    & (f_t <= f + self.armijo * alpha * slope + tol_f * jnp.abs(f))
-                )
+        def ls_body(lc):
+            j, a2, a_half, alpha, f_t, g_t, ok = lc
+            a = jnp.where(j == 0, 1.0, jnp.where(j == 1, a2, a_half))
+            f_a, g_a = vg(v + a * dv)
+            ok_a = armijo(a, f_a, g_a)
+            curv = tree_dot(g_a - g, dv)  # secant curvature along δv (trial 0)
+            secant = jnp.where(jnp.isfinite(curv) & (curv > 0), jnp.clip(-slope / curv, 0.1, 4.0), 0.5)
+            a2 = jnp.where(j == 0, secant, a2)
+            a_half = jnp.where(j == 1, 0.5 * jnp.minimum(1.0, a2), jnp.where(j >= 2, 0.5 * a_half, a_half))
+            better = ok_a & (~ok | (f_a < f_t))
+            alpha, f_t, g_t = jax.tree.map(lambda p, q: jnp.where(better, p, q), (a, f_a, g_a), (alpha, f_t, g_t))
+            return j + 1, a2, a_half, alpha, f_t, g_t, ok | ok_a
 
-            # Trials, one evaluation of (J, ∇J) each, in one loop (one evaluation site in
-            # the program, which keeps XLA's compile time down): trial 0 is the
-            # Gauss–Newton step α = 1, trial 1 the secant step α₂ from trial 0's gradient;
-            # the better acceptable one wins; if neither is acceptable, halve from
-            # min(1, α₂) until one is (rare).
-            def ls_cond(lc):
-                j, ok = lc[0], lc[-1]
-                return active & ((j < 2) | (~ok & (j < 2 + self.max_halvings)))
-
-            def ls_body(lc):
-                j, a2, a_half, alpha, f_t, g_t, ok = lc
-                a = jnp.where(j == 0, 1.0, jnp.where(j == 1, a2, a_half))
-                f_a, g_a = vg(v + a * dv)
-                ok_a = armijo(a, f_a, g_a)
-                curv = tree_dot(g_a - g, dv)  # secant curvature along δv (trial 0)
-                secant = jnp.where(jnp.isfinite(curv) & (curv > 0), jnp.clip(-slope / curv, 0.1, 4.0), 0.5)
-                a2 = jnp.where(j == 0, secant, a2)
-                a_half = jnp.where(j == 1, 0.5 * jnp.minimum(1.0, a2), jnp.where(j >= 2, 0.5 * a_half, a_half))
-                better = ok_a & (~ok | (f_a < f_t))
-                alpha, f_t, g_t = jax.tree.map(lambda p, q: jnp.where(better, p, q), (a, f_a, g_a), (alpha, f_t, g_t))
-                return j + 1, a2, a_half, alpha, f_t, g_t, ok | ok_a
-
-            one = jnp.asarray(1.0, f.dtype)
-            init = (0, one, 0.5 * one, one, jnp.asarray(jnp.inf, f.dtype), g, jnp.asarray(False))
-            *_, alpha, f_t, g_t, ok = jax.lax.while_loop(ls_cond, ls_body, init)
-            v, f, g = jax.tree.map(lambda a, b: jnp.where(ok, a, b), (v + alpha * dv, f_t, g_t), (v, f, g))
-            gn = jnp.sqrt(tree_dot(g, g))
-            k = k + 1
-            status = jnp.where(
+        one = jnp.asarray(1.0, v.dtype)
+        init = (0, one, 0.5 * one, one, jnp.asarray(jnp.inf, v.dtype), g, jnp.asarray(False))
+        *_, alpha, f_t, g_t, ok = jax.lax.while_loop(ls_cond, ls_body, init)
+        v, f, g = jax.tree.map(lambda a, b: jnp.where(ok, a, b), (v + alpha * dv, f_t, g_t), (v, f, g))
+        gn = jnp.sqrt(tree_dot(g, g))
+        k = c["k"] + ~fresh
+        finite = jnp.isfinite(f) & jnp.isfinite(gn)
+        status = jnp.where(
+            fresh & ~finite,
+            NONFINITE,
+            jnp.where(
                 gn <= self.gtol,
                 CONVERGED,
                 jnp.where(~ok, STALLED, jnp.where(k >= self.max_outer, MAX_ITERATIONS, RUNNING)),
-            )
-            return v, f, g, gn, k, inner + its, status
+            ),
+        )
+        return dict(v=v, f=f, g=g, k=k, inner=c["inner"] + its, status=status, fresh=jnp.zeros_like(fresh))
 
-        init = (v0, f0, g0, gn0, jnp.asarray(0), jnp.asarray(0), status0)
-        v, f, _, gn, k, inner, status = jax.lax.while_loop(cond, body, init)
-        return finish(x_init, ev.to_state(v), f, gn, k, status, inner=inner)
+    def _result(self, problem: Problem, setup, c) -> FourDVarResult:
+        x = EventCost(problem, setup["y"], setup["mask"]).to_state(c["v"])
+        gn = jnp.sqrt(tree_dot(c["g"], c["g"]))
+        return finish(setup["x_init"], x, c["f"], gn, c["k"], c["status"], inner=c["inner"])

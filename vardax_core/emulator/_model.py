@@ -38,7 +38,7 @@ from ..problems import AbstractForwardModel, Problem
 FORMAT_VERSION = 1
 #: The architecture keys of an emulator config and their defaults.
 EMULATOR_DEFAULTS = {
-    "channels": 16,
+    "channels": 8,
     "depth": 2,
     "kernel": 5,
     "activation": "gelu",
@@ -48,6 +48,9 @@ EMULATOR_DEFAULTS = {
     "dtype": "float64",
 }
 EMULATOR_TYPE = "conv_residual"
+#: Top-level keys of a stored emulator config besides the architecture's.
+DESCRIPTION_KEYS = ("type", "format_version", "state_shape", "physics_dt", "physics_forward", "problem",
+                    "problem_hash", "training")
 
 
 def resolve_emulator_config(config: dict | None) -> dict:
@@ -111,6 +114,9 @@ class ConvResidualEmulator(AbstractForwardModel):
 
     def replace_config(self, **updates) -> "ConvResidualEmulator":
         """The same weights with top-level config entries replaced (e.g. ``training``)."""
+        unknown = sorted(set(updates) - set(DESCRIPTION_KEYS) - set(EMULATOR_DEFAULTS))
+        if unknown:
+            raise ValueError(f"emulator config has no key(s) {', '.join(unknown)}")
         return dataclasses.replace(self, config_json=json.dumps({**self.config, **updates}, sort_keys=True))
 
     def with_statistics(self, x_mean, x_std, d_mean, d_std) -> "ConvResidualEmulator":
@@ -265,6 +271,9 @@ def emulator_from_config(config: dict, *, shapes_only: bool = False) -> ConvResi
     missing = [k for k in ("state_shape", "physics_dt", "problem_hash") if k not in config]
     if missing:
         raise ValueError(f"emulator config lacks {', '.join(missing)}")
+    unknown = sorted(set(config) - set(DESCRIPTION_KEYS) - set(EMULATOR_DEFAULTS))
+    if unknown:
+        raise ValueError(f"emulator config has unknown key(s) {', '.join(map(repr, unknown))} (written by newer code?)")
     arch = {k: config[k] for k in EMULATOR_DEFAULTS if k in config}
     cfg = resolve_emulator_config({"type": config.get("type", EMULATOR_TYPE), **arch})
     (n,) = config["state_shape"]

@@ -49,13 +49,21 @@ class EmulatorTrainConfig:
     problem's window, ``n_steps``); every (x_k, x_{k+s}) along a trajectory is a training
     pair (s = the emulator's ``steps_per_call``). ``val_fraction`` of the trajectories
     (not pairs: pairs of one trajectory are correlated) are held out for validation.
+    The default ``spread`` 1.5 (an inflated prior) covers the tails that held-out events
+    and 4DVar iterates visit; on lorenz96 (8 channels, 30 epochs) it was measured to
+    lower the Jacobian error even on states of the prior itself (0.95 quantile 0.024 →
+    0.016) and to remove the emulator-based analyses whose spread was off (σ_emu/σ_oracle
+    between 0.69 and 1.48 over 200 events with spread 1, 0.97 to 1.03 with 1.5).
 
     Loss: the mean squared error of the increment x_{k+s} − x_k in units of its standard
     deviation, plus ``jacobian_weight`` × the tangent loss ‖J_F v − J_M v‖² / E‖J_M v − v‖²
     for one Gaussian probe v per pair (J_M v is the physics' tangent-linear model, computed
     with the data). Matching tangents is what the Jacobian gate and the 4DVar gradients need;
-    0 turns it off. ``train_dtype``: the network's arithmetic while training (the
-    returned emulator is cast to its own ``dtype``).
+    0 turns it off (measured on lorenz96 with 16 channels and 20 epochs: Jacobian error
+    0.125 at the 0.95 quantile without it, 0.054 with weight 1; with 8 channels and 30
+    epochs, weight 10 gave 0.026 against 0.033 with weight 3, and a lower forward error).
+    ``train_dtype``: the network's arithmetic while training (the returned emulator is
+    cast to its own ``dtype``).
 
     Optimisation: every other field has the meaning it has in
     :class:`~vardax_core.amortized.TrainConfig` (batch size, epochs, AdamW learning rate
@@ -65,12 +73,12 @@ class EmulatorTrainConfig:
 
     n_trajectories: int = 1000
     trajectory_steps: int | None = None
-    spread: float = 1.0
-    jacobian_weight: float = 1.0
+    spread: float = 1.5
+    jacobian_weight: float = 10.0
     train_dtype: str = "float32"
     batch_size: int = 256
-    max_epochs: int = 40
-    learning_rate: float = 3e-3
+    max_epochs: int = 30
+    learning_rate: float = 1e-2
     weight_decay: float = 1e-5
     warmup_epochs: float = 2.0
     final_lr_fraction: float = 0.01

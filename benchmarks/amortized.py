@@ -1,0 +1,177 @@
+"""Amortized posteriors: per-event latency and events/s of each head against the 4DVar
+oracle on the same lorenz96 events, and training throughput.
+
+Run: .venv/bin/python benchmarks/amortized.py [--events N] [--sample-events M]
+         [--oracle-events K] [--samples S] [--pairs P] [--epochs E] [--heads gaussian-full,...]
+
+On lorenz96 (default configuration) it
+- builds each head with the architecture of tests/amortized/conftest.py (L96_MODELS; the
+  Gaussian head both with ``covariance="diag"`` as there and ``"full"``) and trains it
+  briefly with ``fit`` on a P-pair store written by ``write_pairs`` (E epochs, the tests'
+  training config otherwise). Training throughput is the per-epoch ``pairs_per_second``
+  ``fit`` reports (training pairs / epoch wall time, validation included) over the
+  epochs after the first; the first epoch compiles, and its excess over the warm epochs
+  is reported as the compile time. Accuracy is not the point here: the weights are only
+  those few epochs' (speed does not depend on them);
+- times the point estimate ``posterior(y, mask)`` on N events and ``posterior.sample(y,
+  mask, key, S)`` on M events, each compiled by a first identical call (the compile time
+  is reported separately), best of 3, blocked with ``block_until_ready``; and the
+  per-event latency, the median of 5 warm single-event calls;
+- solves the first K of the same events with ``StrongFourDVar`` and
+  ``IncrementalFourDVar`` (gtol 1e-6, as benchmarks/oracle.py), one batched jitted call
+  each after an identical compiling call, and divides each head's events/s by the faster
+  oracle's (the target for the point estimate is >= 10^4x).
+Nothing is pinned: the machine is shared, so the load average at the start and the end is
+printed with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import vardax_core  # noqa: F401  (float64)
+from _common import best_of, machine
+from vardax_core.amortized import build_posterior, fit
+from vardax_core.data import write_pairs
+from vardax_core.oracle import IncrementalFourDVar, StrongFourDVar
+from vardax_core.problems import get_problem
+
+ENCODER = {"type": "mlp", "features": 128, "width": 256}
+PRECOND = {"precond_covariance": "diag", "precond_width": 128, "precond_depth": 1}
+MODELS = {  # tests/amortized/conftest.py L96_MODELS, plus the full-covariance Gaussian head
+    "gaussian-full": {"encoder": ENCODER, "head": {"type": "gaussian", "covariance": "full", "width": 128, "depth": 1}},
+    "gaussian-diag": {"encoder": ENCODER, "head": {"type": "gaussian", "covariance": "diag", "width": 128, "depth": 1}},
+    "flow": {"encoder": ENCODER, "head": {"type": "flow", **PRECOND, "flow_layers": 4, "nn_width": 64, "nn_depth": 1}},
+    "score": {"encoder": ENCODER, "head": {"type": "score", **PRECOND, "width": 128, "depth": 2, "sample_steps": 50}},
+}
+TRAIN = {"learning_rate": 3e-3, "batch_size": 128}  # conftest L96_TRAIN, epochs set below
+
+
+def ratio(r: float) -> str:
+    return f"{r:,.0f}x" if r >= 10 else f"{r:.2f}x"
+
+
+def timed_first(fn):
+    """(seconds of the first call, result); ``fn`` must block."""
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def latency(fn, n: int = 5) -> float:
+    """Median wall time of ``n`` warm calls of ``fn(i)`` (a single event each)."""
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def oracle_rate(solver, problem, y, mask):
+    """(events/s, compile seconds, converged fraction) of one batched solve of all events."""
+    run = lambda: jax.block_until_ready(solver.solve(problem, y, mask))  # noqa: E731
+    first, _ = timed_first(run)
+    t, res = timed_first(run)
+    return len(y) / t, first - t, float(np.mean(np.asarray(res.converged)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=4096, help="events for the point estimate")
+    ap.add_argument("--sample-events", type=int, default=32, help="events for the sampling rows")
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--oracle-events", type=int, default=256, help="the first K events, solved by the oracle")
+    ap.add_argument("--pairs", type=int, default=5_000, help="size of the training pairs store")
+    ap.add_argument("--epochs", type=int, default=2, help="training epochs (the first compiles)")
+    ap.add_argument("--heads", default=",".join(MODELS))
+    args = ap.parse_args()
+    heads = args.heads.split(",")
+    if args.epochs < 2:
+        ap.error("--epochs must be >= 2 (the first epoch compiles)")
+
+    load0 = os.getloadavg()[0]
+    p = get_problem("lorenz96")
+    n = max(args.events, args.sample_events, args.oracle_events)
+    _, y_all, m_all = p.simulate(jax.random.key(2026), n)
+    y_all, m_all = jax.block_until_ready((jnp.asarray(y_all), jnp.asarray(m_all)))
+    y, mask = y_all[: args.events], m_all[: args.events]
+    ys, ms = y_all[: args.sample_events], m_all[: args.sample_events]
+    key = jax.random.key(1)
+
+    # ---- oracle on the first K events
+    yo, mo = np.asarray(y_all[: args.oracle_events]), np.asarray(m_all[: args.oracle_events])
+    oracles = {
+        "StrongFourDVar (L-BFGS)": StrongFourDVar(gtol=1e-6),
+        "IncrementalFourDVar (GN + CG)": IncrementalFourDVar(gtol=1e-6),
+    }
+    orc = {name: oracle_rate(s, p, yo, mo) for name, s in oracles.items()}
+    best_oracle = max(orc, key=lambda k: orc[k][0])
+    r_oracle = orc[best_oracle][0]
+
+    tmp = tempfile.mkdtemp()
+    rows, train_rows = [], []
+    try:
+        path = os.path.join(tmp, "pairs.zarr")
+        t_pairs, _ = timed_first(lambda: write_pairs(p, path, args.pairs, 0, chunk_size=2500))
+        for name in heads:
+            post = build_posterior(p, MODELS[name], jax.random.key(0))
+            cfg = {**TRAIN, "max_epochs": args.epochs, "patience": args.epochs}
+            t_fit, (post, hist) = timed_first(lambda: fit(post, path, problem=p, config=cfg, seed=0, progress=False))
+            ep = hist["epochs"]
+            warm_s = float(np.median([e["epoch_seconds"] for e in ep[1:]]))
+            warm_pps = float(np.median([e["pairs_per_second"] for e in ep[1:]]))
+            train_rows.append((name, hist["n_train"], len(ep), ep[0]["epoch_seconds"] - warm_s, warm_s, warm_pps, t_fit))
+
+            # point estimate: N events; latency of single events
+            c_pt, _ = timed_first(lambda: post(y, mask).block_until_ready())
+            t_pt = best_of(lambda: post(y, mask).block_until_ready())
+            post(y[:1], mask[:1]).block_until_ready()  # compile the single-event shape
+            lat_pt = latency(lambda i: post(y[i : i + 1], mask[i : i + 1]).block_until_ready())
+            rows.append((name, "point estimate", args.events, c_pt, lat_pt, args.events / t_pt))
+
+            # S samples per event: M events
+            S = args.samples
+            c_s, _ = timed_first(lambda: post.sample(ys, ms, key, S).block_until_ready())
+            t_s = best_of(lambda: post.sample(ys, ms, key, S).block_until_ready())
+            post.sample(ys[:1], ms[:1], key, S).block_until_ready()
+            lat_s = latency(lambda i: post.sample(ys[i : i + 1], ms[i : i + 1], jax.random.fold_in(key, i), S).block_until_ready())
+            rows.append((name, f"{S} samples", args.sample_events, c_s, lat_s, args.sample_events / t_s))
+    finally:
+        shutil.rmtree(tmp)
+
+    print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    print(f"machine: {machine()}; not pinned; load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+    print(f"lorenz96 default (n=40, 10 steps, 5 × 20 observations); heads trained {args.epochs} epochs on "
+          f"{args.pairs} pairs (speed only); ratio = events/s over the faster oracle's ({best_oracle}, "
+          f"{r_oracle:,.1f} events/s on the first {args.oracle_events} of the same events)\n")
+    print("| method | output | events | compile | per-event latency (1 event, warm) | events/s (batched) | ratio vs oracle |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (rate, comp, conv) in orc.items():
+        print(f"| {name}, gtol 1e-6 ({conv:.0%} converged) | analysis | {args.oracle_events} | {comp:.1f} s | | "
+              f"{rate:,.1f} | {rate / r_oracle:.2f}x |")
+    for name, what, ne, comp, lat, rate in rows:
+        print(f"| {name} head | {what} | {ne} | {comp:.1f} s | {lat * 1e3:.2f} ms | {rate:,.0f} | {ratio(rate / r_oracle)} |")
+    print()
+    print(f"training: `fit` on a `write_pairs` store of {args.pairs} pairs (written in {t_pairs:.1f} s), "
+          f"batch {TRAIN['batch_size']}, validation 10%")
+    print()
+    print("| head | training pairs | epochs | compile (epoch 1 minus a warm epoch) | warm epoch | pairs/s (warm epochs, median) | fit wall |")
+    print("|---|---|---|---|---|---|---|")
+    for name, ntr, ne, comp, warm_s, pps, t_fit in train_rows:
+        print(f"| {name} | {ntr} | {ne} | {comp:.1f} s | {warm_s:.2f} s | {pps:,.0f} | {t_fit:.1f} s |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Catalogue reprocessing: events/s of ``AnalysesWriter`` against the bare jitted head on
+the same events, and peak memory as the catalogue grows.
+
+Run: .venv/bin/python benchmarks/reprocess.py [--events N] [--chunk C] [--sizes 10000,100000,...]
+         [--covariance diag|full]
+
+On lorenz96 (default configuration), with an *untrained* Gaussian head (the L96 encoder and
+head of tests/amortized/conftest.py, ``covariance="diag"`` by default; speed does not
+depend on the weights) it
+- writes a synthetic catalogue of N events (``write_catalogue``, chunks of C) and times
+  reprocessing it into an ``analyses`` store — ``AnalysesWriter(...)`` (validation and the
+  catalogue hash) plus ``.run()`` (mean, std, 5/50/95% quantiles, Gaussian) — after a
+  compiling run on a one-chunk catalogue;
+- times the bare jitted head on the same events, already in memory, chunk by chunk with
+  the same chunk shape: the point estimate ``posterior(y, mask)``, and the compute kernel
+  of the writer (``posterior.posterior`` → mean, std, quantiles, jitted), each blocked,
+  best of 3 after a compiling call; the ratio is reprocessing's events/s over each
+  (target >= 0.5 of the bare head);
+- for each size in ``--sizes``: writes a catalogue in one fresh subprocess, then
+  reprocesses it in another and reports that process's peak resident memory before
+  ``run()`` (imports, model, compile on one chunk, writer set-up) and at the end. The peak
+  is ``VmHWM`` from /proc/self/status: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` is
+  also printed, but on Linux a child's ``ru_maxrss`` includes the RSS of the parent it
+  was forked from (the maximum is kept across ``exec``), so it reads this script's own
+  size, not the child's. Memory should not grow with the catalogue (bounded by one chunk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import vardax_core  # noqa: F401  (float64)
+from _common import best_of, machine
+from vardax_core.amortized import build_posterior
+from vardax_core.data import AnalysesWriter, open_catalogue, write_catalogue
+from vardax_core.data._analyses import _analyse
+from vardax_core.problems import get_problem
+
+ENCODER = {"type": "mlp", "features": 128, "width": 256}
+QUANTILES = (0.05, 0.5, 0.95)
+
+
+def model(covariance: str):
+    p = get_problem("lorenz96")
+    cfg = {"encoder": ENCODER, "head": {"type": "gaussian", "covariance": covariance, "width": 128, "depth": 1}}
+    return p, build_posterior(p, cfg, jax.random.key(0))
+
+
+def writer(post, p, cat, out):
+    return AnalysesWriter(post, p, cat, out, provenance={"model_name": "bench", "model_version": "1"},
+                          quantiles=QUANTILES)
+
+
+def peak_mb() -> float:
+    """Peak RSS of this process image (MB): ``VmHWM`` of /proc/self/status, the high-water
+    mark of the memory map created at ``exec``."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def maxrss_mb() -> float:
+    """``getrusage(RUSAGE_SELF).ru_maxrss`` (MB). On Linux it also counts the image this
+    process was exec'ed from — a subprocess inherits its parent's RSS at the fork — so it
+    overstates a child's own peak by up to the parent's size; printed for reference."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def child(args):
+    """Subprocess modes: ``catalogue`` writes one; ``reprocess`` reprocesses it and prints
+    its timings and peak RSS as JSON."""
+    p, post = model(args.covariance)
+    if args.child == "catalogue":
+        t = time.perf_counter()
+        write_catalogue(p, args.path, n_events=args.events, seed=1, chunk_size=args.chunk)
+        print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": peak_mb(), "maxrss_mb": maxrss_mb()}))
+        return
+    warm_cat = args.path + ".warm"
+    write_catalogue(p, warm_cat, n_events=args.chunk, seed=2, chunk_size=args.chunk)
+    writer(post, p, warm_cat, warm_cat + ".analyses").run()  # compile at the chunk shape
+    t0 = time.perf_counter()
+    w = writer(post, p, args.path, args.path + ".analyses")
+    t1 = time.perf_counter()
+    before = peak_mb()
+    w.run()
+    t2 = time.perf_counter()
+    print(json.dumps({"setup_seconds": t1 - t0, "run_seconds": t2 - t1, "peak_before_mb": before, "peak_mb": peak_mb(),
+                      "maxrss_mb": maxrss_mb()}))
+
+
+def run_child(mode, path, n, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--path", path, "--events", str(n), "--chunk", str(args.chunk),
+           "--covariance", args.covariance]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=50_000, help="events for the rate comparison")
+    ap.add_argument("--chunk", type=int, default=4096)
+    ap.add_argument("--sizes", default="10000,100000", help="catalogue sizes for peak memory (comma-separated)")
+    ap.add_argument("--covariance", default="diag", choices=["diag", "full"])
+    ap.add_argument("--child", choices=["catalogue", "reprocess"], help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    load0 = os.getloadavg()[0]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    p, post = model(args.covariance)
+    C, N = args.chunk, args.events
+    tmp = tempfile.mkdtemp()
+    try:
+        # ---- reprocessing vs the bare head, same events
+        cat = os.path.join(tmp, "catalogue.zarr")
+        t = time.perf_counter()
+        write_catalogue(p, cat, n_events=N, seed=1, chunk_size=C)
+        t_cat = time.perf_counter() - t
+        warm = os.path.join(tmp, "warm.zarr")
+        write_catalogue(p, warm, n_events=C, seed=2, chunk_size=C)
+        writer(post, p, warm, os.path.join(tmp, "warm-analyses.zarr")).run()  # compile
+        t0 = time.perf_counter()
+        w = writer(post, p, cat, os.path.join(tmp, "analyses.zarr"))
+        t1 = time.perf_counter()
+        w.run()
+        t2 = time.perf_counter()
+        t_setup, t_run = t1 - t0, t2 - t1
+
+        ds = open_catalogue(cat, p)
+        y, mask = np.asarray(ds["y"].values), np.asarray(ds["mask"].values)
+        pad = -len(y) % C  # the writer pads the last chunk (unobserved events); so does this
+        y = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
+        mask = np.concatenate([mask, np.zeros((pad, *mask.shape[1:]), bool)])
+        yc = [jnp.asarray(y[i : i + C]) for i in range(0, len(y), C)]
+        mc = [jnp.asarray(mask[i : i + C]) for i in range(0, len(y), C)]
+        levels, key = jnp.asarray(QUANTILES), jax.random.key(0)
+
+        def bare_point():
+            jax.block_until_ready([post(a, b) for a, b in zip(yc, mc)])
+
+        def bare_analyse():
+            jax.block_until_ready([_analyse(post, a, b, key, levels, 0)[:3] for a, b in zip(yc, mc)])
+
+        bare_point(), bare_analyse()  # compile
+        t_point, t_kernel = best_of(bare_point), best_of(bare_analyse)
+
+        # ---- peak memory, fresh subprocesses per size
+        mem = []
+        for n in sizes:
+            path = os.path.join(tmp, f"cat-{n}.zarr")
+            c = run_child("catalogue", path, n, args)
+            r = run_child("reprocess", path, n, args)
+            mem.append((n, c, r))
+            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path + ".analyses", ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp)
+
+    print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    print(f"machine: {machine()}; load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+    print(f"lorenz96 default, untrained Gaussian head (covariance={args.covariance!r}, MLP encoder 128/256), "
+          f"chunks of {C}, quantiles {list(QUANTILES)} (Gaussian); catalogue of {N} events written in {t_cat:.1f} s\n")
+    r_rep = N / (t_setup + t_run)
+    r_run = N / t_run
+    print("| what | events | seconds | events/s | reprocessing (set-up + run) / this | run() only / this |")
+    print("|---|---|---|---|---|---|")
+    rows = [
+        ("reprocessing: AnalysesWriter set-up (validate, catalogue hash) + run()", f"{t_setup:.2f} + {t_run:.2f}", r_rep),
+        ("reprocessing: run() only", f"{t_run:.2f}", r_run),
+        ("bare jitted head, point estimate `posterior(y, mask)`, in memory", f"{t_point:.2f}", N / t_point),
+        ("bare jitted head, mean + std + quantiles (the writer's kernel), in memory", f"{t_kernel:.2f}", N / t_kernel),
+    ]
+    for what, secs, rate in rows:
+        print(f"| {what} | {N} | {secs} | {rate:,.0f} | {r_rep / rate:.2f} | {r_run / rate:.2f} |")
+    print()
+    print("| catalogue events | write_catalogue: s, peak RSS | reprocess: set-up + run s | events/s | "
+          "peak RSS before run() | peak RSS at the end | ru_maxrss at the end (incl. parent's) |")
+    print("|---|---|---|---|---|---|---|")
+    for n, c, r in mem:
+        print(f"| {n:,} | {c['seconds']:.1f} s, {c['peak_mb']:,.0f} MB | {r['setup_seconds']:.1f} + {r['run_seconds']:.1f} | "
+              f"{n / (r['setup_seconds'] + r['run_seconds']):,.0f} | {r['peak_before_mb']:,.0f} MB | {r['peak_mb']:,.0f} MB | {r['maxrss_mb']:,.0f} MB |")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,11 @@
     vardax train   [--config ...] [--head NAME]
     vardax gates   [--config ...] [--version V]
     vardax promote [--config ...] [--version V]
+    vardax emulator [--config ...] [--oracle]
+                                            train + gate the emulator (champion of
+                                            vardax-<problem>-emulator only if both gates
+                                            pass); --oracle: also the emulator-based 4DVar
+                                            on the held-out events, gated against the oracle
     vardax status  [--config ...]           champion, versions and their gate outcomes
     vardax catalogue --out PATH [--n 1000] [--seed 0] [--config ...]
                                             a synthetic catalogue from the config's problem
@@ -39,13 +44,16 @@ def _print_status(status: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vardax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("cycle", "simulate", "oracle", "train", "gates", "promote", "status", "catalogue", "reprocess"):
+    for name in ("cycle", "simulate", "oracle", "train", "gates", "promote", "status", "catalogue", "reprocess", "emulator"):
         p = sub.add_parser(name)
         p.add_argument("--config", default="lorenz96", help="config path or name in configs/ (default lorenz96)")
         if name == "train":
             p.add_argument("--head", default=None, help="train only this head (default: all)")
         if name in ("gates", "promote"):
             p.add_argument("--version", default=None, help="model version (default: the challenger)")
+        if name == "emulator":
+            p.add_argument("--oracle", action="store_true",
+                           help="also run the emulator-based oracle on the held-out events and gate it")
         if name == "catalogue":
             p.add_argument("--out", required=True, help="path (or fsspec URL) of the catalogue store")
             p.add_argument("--n", type=int, default=1000, help="number of events")
@@ -87,6 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         from .cycle import print_summary, six_step_cycle
 
         print_summary(six_step_cycle(config))
+        return 0
+    if args.command == "emulator":
+        from .emulator import emulator_oracle, train_emulator
+
+        outcome = train_emulator(config)
+        out = {"emulator": json.loads(outcome.model_dump_json(exclude={"report_json"}))}
+        if args.oracle:
+            from .oracle import oracle_solve
+            from .simulate import simulate_pairs
+
+            oracle = oracle_solve(config, simulate_pairs(config)["heldout"])
+            agreement = emulator_oracle(config, outcome.model, oracle)
+            out["agreement"] = json.loads(agreement.model_dump_json(exclude={"gate_json"}))
+        print(json.dumps(out, indent=2))
         return 0
     if args.command == "simulate":
         from .simulate import simulate_pairs

@@ -87,6 +87,43 @@ class GateSpec(_Model):
     seed: int = Field(0, ge=0)
 
 
+class EmulatorSpec(_Model):
+    """Steps 3–4 (optional, off unless the section is present and ``enabled``): a neural
+    emulator of the problem's forward model, trained by the ``train-emulator`` flow and
+    gated on forward and Jacobian error (``vardax_core.emulator``), then — in the cycle —
+    the oracle's 4DVar run with ``forward=emulator`` on the held-out events and gated
+    against the physics oracle's posteriors (agreement within 1σ).
+
+    ``model``: architecture (``vardax_core.emulator.EMULATOR_DEFAULTS``); ``train``:
+    ``EmulatorTrainConfig`` fields; ``gates``: ``EmulatorGateConfig`` fields;
+    ``agreement``: ``GateConfig`` fields of the emulator-based oracle's agreement gate
+    (default: the ``gates.settings`` of the heads); ``seed``: initial weights and
+    training draws; ``gate_seed``: held-out states and probes of the emulator gates;
+    ``registered_model``: default ``vardax-<problem>-emulator``.
+    """
+
+    enabled: bool = True
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    gates: dict[str, Any] = Field(default_factory=dict)
+    agreement: dict[str, Any] | None = None
+    seed: int = Field(0, ge=0)
+    gate_seed: int = Field(0, ge=0)
+    registered_model: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    @model_validator(mode="after")
+    def _valid_settings(self):
+        from vardax_core.emulator import EmulatorGateConfig, EmulatorTrainConfig, resolve_emulator_config
+        from vardax_core.gates import GateConfig
+
+        resolve_emulator_config(self.model)  # each raises naming the bad key or value
+        EmulatorTrainConfig.from_dict(self.train)
+        EmulatorGateConfig.from_dict(self.gates)
+        if self.agreement is not None:
+            GateConfig.from_dict(self.agreement)
+        return self
+
+
 class TrackingSpec(_Model):
     """MLflow: tracking URI (default SQLite under ``$VARDAX_HOME/mlflow``), artifact root,
     experiment and registered-model names (default ``vardax-<problem>``)."""
@@ -106,6 +143,16 @@ class PipelineConfig(_Model):
     gates: GateSpec = Field(default_factory=GateSpec)
     store_root: str | None = None
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    emulator: EmulatorSpec | None = None
+
+    @model_validator(mode="after")
+    def _emulator_fits_the_problem(self):
+        if self.emulator is not None:
+            shape = self.problem.build().state_shape
+            if len(shape) != 1:
+                raise ValueError(f"emulator: the conv emulator needs a 1D (ring) state; problem "
+                                 f"{self.problem.name!r} has state shape {shape}")
+        return self
 
     @field_validator("heads")
     @classmethod
@@ -140,6 +187,15 @@ class PipelineConfig(_Model):
 
     def registered_model_name(self) -> str:
         return self.tracking.registered_model or f"vardax-{self.problem.name}"
+
+    def emulator_enabled(self) -> bool:
+        """Whether the cycle runs steps 3–4 (an ``emulator`` section with ``enabled``)."""
+        return self.emulator is not None and self.emulator.enabled
+
+    def emulator_model_name(self) -> str:
+        """The registered model of the problem's emulators (``vardax-<problem>-emulator``)."""
+        spec = self.emulator or EmulatorSpec()
+        return spec.registered_model or f"vardax-{self.problem.name}-emulator"
 
     def section_hash(self, *parts: str) -> str:
         """Hash of the named config sections (the cache key of a step's settings)."""

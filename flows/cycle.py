@@ -1,4 +1,10 @@
-"""The parent flow ``six-step-cycle``: simulate → oracle → train every head → gate → promote.
+"""The parent flow ``six-step-cycle``: simulate → oracle → [emulator] → train every head → gate → promote.
+
+With the config's ``emulator`` section enabled, steps 3–4 run after the oracle: the
+``train-emulator`` flow (train, gate on forward and Jacobian error, champion of
+``vardax-<problem>-emulator`` only when both pass) and the ``emulator-oracle`` flow (the
+oracle's 4DVar with ``forward=emulator`` on the held-out events, gated against the
+physics oracle); both outcomes are in the summary.
 
 Each step is its own flow (usable alone) and caches on dataset paths and content
 hashes, so rerunning an unchanged config skips finished work. The cycle ends with a
@@ -16,12 +22,20 @@ from pydantic import BaseModel
 
 from . import tracking
 from .config import PipelineConfig, load_config, vardax_home
+from .emulator import EmulatorAgreement, EmulatorOutcome, emulator_oracle, train_emulator
 from .gates import validate_gates
 from .oracle import oracle_solve
 from .promote import promote
 from .refs import DatasetRef, GateOutcome, PromotionResult
 from .simulate import simulate_pairs
 from .train import train_head
+
+
+class EmulatorStepResult(BaseModel):
+    """Steps 3–4 of a cycle: the emulator's gates and its 4DVar against the physics oracle."""
+
+    outcome: EmulatorOutcome
+    agreement: EmulatorAgreement
 
 
 class CycleSummary(BaseModel):
@@ -34,6 +48,7 @@ class CycleSummary(BaseModel):
     steps: list[dict[str, Any]]
     tracking_uri: str
     store_root: str
+    emulator: EmulatorStepResult | None = None
 
 
 @flow(name="six-step-cycle", log_prints=True)
@@ -49,6 +64,14 @@ def six_step_cycle(config: PipelineConfig | None = None) -> CycleSummary:
     steps += [{"step": "simulate-pairs", "what": k, "cached": v.cached} for k, v in pairs.items()]
     oracle = oracle_solve(config, pairs["heldout"])
     steps.append({"step": "oracle-solve", "what": "heldout", "cached": oracle.cached})
+    emulator = None
+    if config.emulator_enabled():
+        outcome = train_emulator(config)
+        steps.append({"step": "train-emulator", "what": "emulator", "cached": outcome.model.cached})
+        steps.append({"step": "gate-emulator", "what": "emulator", "cached": outcome.cached})
+        agreement = emulator_oracle(config, outcome.model, oracle)
+        steps.append({"step": "emulator-oracle", "what": "heldout", "cached": agreement.cached})
+        emulator = EmulatorStepResult(outcome=outcome, agreement=agreement)
     outcomes = []
     for head in config.heads:
         model = train_head(config, head, pairs["train"], oracle)
@@ -61,7 +84,7 @@ def six_step_cycle(config: PipelineConfig | None = None) -> CycleSummary:
         config=config.name, problem=config.problem.name, registered_model=config.registered_model_name(),
         datasets={"pairs-train": pairs["train"], "pairs-heldout": pairs["heldout"], "oracle": oracle},
         outcomes=outcomes, promotion=promotion, steps=steps,
-        tracking_uri=config.tracking_uri(), store_root=config.resolved_store_root(),
+        tracking_uri=config.tracking_uri(), store_root=config.resolved_store_root(), emulator=emulator,
     )
     create_markdown_artifact(key="six-step-cycle-summary", markdown=summary_markdown(summary),
                              description=f"cycle {config.name}")
@@ -95,6 +118,8 @@ def summary_markdown(s: CycleSummary) -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {k} | `{d.path}` | {d.n_events} | {d.hash} |" for k, d in s.datasets.items()]
+    if s.emulator is not None:
+        lines += ["", *emulator_markdown(s.emulator)]
     ran = [f"{st['step']}:{st['what']}" for st in s.steps if not st["cached"]]
     lines += ["", f"Steps run: {', '.join(ran) or 'none (all cached)'}", ""]
     lines += [
@@ -104,6 +129,22 @@ def summary_markdown(s: CycleSummary) -> str:
         f"- Zarr stores under `{s.store_root}`",
     ]
     return "\n".join(lines)
+
+
+def emulator_markdown(e: EmulatorStepResult) -> list[str]:
+    o, a = e.outcome, e.agreement
+
+    def cell(name, passed):
+        stat = o.statistics.get(f"{name}.statistic") if name != "emulator_agreement" else a.statistic
+        return f"{'pass' if passed else 'FAIL'} ({stat:.3g})" if stat is not None else "-"
+
+    return [
+        "| emulator | version | forward | Jacobian | 4DVar agreement (events) | champion |",
+        "|---|---|---|---|---|---|",
+        f"| {o.model.name} | {o.model.version} | {cell('emulator_forward', o.gates.get('emulator_forward'))} | "
+        f"{cell('emulator_jacobian', o.gates.get('emulator_jacobian'))} | "
+        f"{cell('emulator_agreement', a.passed)} ({a.n_events}) | {o.champion or '-'} |",
+    ]
 
 
 def print_summary(summary: CycleSummary) -> None:

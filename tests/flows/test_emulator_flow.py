@@ -1,0 +1,174 @@
+"""Steps 3–4 in the pipeline: the ``train-emulator`` flow and the cycle's emulator step.
+
+The smoke config (linear_gaussian, n=10) with an ``emulator`` section: a small emulator
+(4 channels, one block, 200 trajectories, 10 epochs) that passes both emulator gates
+honestly, and a degraded one (one epoch at learning rate 1e-6) that fails them. One
+Prefect test server for the session, MLflow on SQLite in a temp folder. The cycle runs
+first (it trains and gates the emulator; its heads get a short budget: they are not
+under test here); the flow tests after it reuse its caches.
+"""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from flows.config import ConfigError, load_config, parse_config
+
+EMULATOR = {
+    "model": {"channels": 4, "depth": 1},
+    "train": {"n_trajectories": 200, "max_epochs": 10, "batch_size": 64},
+    "gates": {"forward_states": 500, "jacobian_states": 100},
+}
+DEGRADED = {**EMULATOR, "train": {"n_trajectories": 64, "max_epochs": 1, "batch_size": 64, "learning_rate": 1e-6,
+                                  "warmup_epochs": 0}, "seed": 1}
+
+
+def _with_emulator(base, emulator):
+    data = base.model_dump(mode="json")
+    data["emulator"] = emulator
+    return type(base).model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, vardax_home):
+    base = load_config("smoke")
+    root = tmp_path_factory.mktemp("emulator-cycle")
+    data = base.model_dump(mode="json")
+    data["store_root"] = str(root / "stores")
+    data["tracking"] = {"uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_root": (root / "artifacts").as_uri()}
+    data["emulator"] = EMULATOR
+    # the heads' side of the cycle is not under test here: a short budget for it
+    data["data"] = {**data["data"], "n_train": 1000}
+    data["heads"] = [{**data["heads"][0], "train": {**data["heads"][0]["train"], "max_epochs": 3}}]
+    data["gates"] = {"settings": {"sbc_runs": 100, "adjoint_events": 10, "fast_compile": True}, "seed": 0}
+    return type(base).model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def cycle(prefect_harness, smoke):
+    from flows.cycle import six_step_cycle
+
+    return six_step_cycle(smoke)
+
+
+@pytest.fixture(scope="module")
+def client(cycle, smoke):
+    mlflow.set_tracking_uri(smoke.tracking_uri())
+    return MlflowClient(tracking_uri=smoke.tracking_uri(), registry_uri=smoke.tracking_uri())
+
+
+# ---- config (no servers) -----------------------------------------------------------------------
+
+def test_emulator_section_is_optional_off_by_default_and_validated():
+    base = load_config("smoke")
+    assert base.emulator is None and not base.emulator_enabled()
+    on = _with_emulator(base, {})
+    assert on.emulator_enabled() and on.emulator_model_name() == "vardax-linear_gaussian-emulator"
+    assert not _with_emulator(base, {"enabled": False}).emulator_enabled()
+    data = base.model_dump(mode="json")
+    for bad, match in (({"train": {"max_epoch": 3}}, "max_epoch"), ({"model": {"kernel": 4}}, "kernel"),
+                       ({"gates": {"forward_threshold": 0}}, "forward_threshold"),
+                       ({"agreement": {"tolerance": 1}}, "tolerance"), ({"epochs": 3}, "emulator.epochs")):
+        with pytest.raises(ConfigError, match=match):
+            parse_config({**data, "emulator": bad})
+    with pytest.raises(ConfigError, match="1D"):
+        parse_config({**data, "problem": {"name": "linear_gaussian_2d"}, "emulator": {}})
+
+
+# ---- the cycle with the flag on ------------------------------------------------------------------
+
+@pytest.mark.pipeline
+@pytest.mark.slow
+def test_cycle_with_the_flag_runs_the_emulator_step(cycle, client, smoke):
+    ran = [(s["step"], s["cached"]) for s in cycle.steps]
+    for step in ("train-emulator", "gate-emulator", "emulator-oracle"):
+        assert (step, False) in ran, ran
+    e = cycle.emulator
+    assert e is not None
+    assert e.outcome.passed and e.outcome.gates == {"emulator_forward": True, "emulator_jacobian": True}
+    assert e.outcome.statistics["emulator_forward.statistic"] < 0.01
+    assert e.outcome.statistics["emulator_jacobian.statistic"] < 0.05
+    # the emulator-based oracle, gated against the physics oracle on every held-out event
+    a = e.agreement
+    assert a.oracle_hash == cycle.datasets["oracle"].hash and a.n_events == smoke.data.n_heldout
+    assert a.passed and a.statistic >= 0.95, a.gate_json
+    gate = json.loads(a.gate_json)
+    assert gate["name"] == "emulator_agreement" and gate["details"]["emulator_solver"]["n_events"] == a.n_events
+    name = smoke.emulator_model_name()
+    mv = client.get_model_version(name, e.outcome.model.version)
+    assert mv.tags["gate.emulator_agreement"] == "passed" and mv.tags["oracle_hash"] == a.oracle_hash
+    assert client.get_run(mv.run_id).data.metrics["gate.emulator_agreement.statistic"] == a.statistic
+    # the heads' registry is untouched by the emulator's
+    assert {str(v.version) for v in client.search_model_versions(f"name='{smoke.registered_model_name()}'")} == \
+        {o.model.version for o in cycle.outcomes}
+    from flows.cycle import summary_markdown
+
+    md = summary_markdown(cycle)
+    assert name in md and "4DVar agreement" in md
+
+
+# ---- the train-emulator flow --------------------------------------------------------------------
+
+@pytest.mark.pipeline
+@pytest.mark.slow
+def test_good_emulator_is_registered_gated_and_champion(cycle, client, smoke):
+    from flows.emulator import load_emulator_version, train_emulator
+
+    outcome = train_emulator(smoke)  # the cycle trained and gated it: served from the caches
+    assert outcome.model.cached and outcome.cached
+    assert outcome.model.version == cycle.emulator.outcome.model.version
+    name, version = smoke.emulator_model_name(), outcome.model.version
+    assert outcome.champion == version
+    assert str(client.get_model_version_by_alias(name, "champion").version) == version
+    mv = client.get_model_version(name, version)
+    assert mv.tags["kind"] == "emulator" and mv.tags["problem"] == "linear_gaussian"
+    assert mv.tags["gate.emulator_forward"] == "passed" and mv.tags["gate.emulator_jacobian"] == "passed"
+    assert mv.tags["gates_passed"] == "true"
+    run = client.get_run(outcome.model.run_id)
+    assert run.data.params["model.channels"] == "4" and run.data.params["train.max_epochs"] == "10"
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 10
+    assert run.data.metrics["gate.emulator_jacobian.passed"] == 1.0
+    assert run.data.metrics["gate.emulator_forward.n_states"] == 500
+    report = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/gates/emulator.json"))
+    assert [r["name"] for r in report["results"]] == ["emulator_forward", "emulator_jacobian"]
+    # the registered pyfunc predicts what the emulator computes
+    emulator = load_emulator_version(mv.source)
+    x = np.asarray(smoke.problem.build().prior.sample(__import__("jax").random.key(0), (4,)))
+    out = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict({"x": x})
+    np.testing.assert_array_equal(out["x_next"], np.asarray(emulator(x)))
+
+
+@pytest.mark.pipeline
+@pytest.mark.slow
+def test_degraded_emulator_fails_the_jacobian_gate_and_is_not_promoted(cycle, client, smoke):
+    from flows.emulator import train_emulator
+
+    name = smoke.emulator_model_name()
+    champion = str(client.get_model_version_by_alias(name, "champion").version)
+    outcome = train_emulator(_with_emulator(smoke, DEGRADED))
+    assert not outcome.model.cached and not outcome.passed
+    assert outcome.gates["emulator_jacobian"] is False
+    assert outcome.statistics["emulator_jacobian.statistic"] > 0.05
+    mv = client.get_model_version(name, outcome.model.version)
+    assert mv.tags["gate.emulator_jacobian"] == "failed" and mv.tags["gates_passed"] == "false"
+    assert outcome.champion == champion != outcome.model.version
+    assert str(client.get_model_version_by_alias(name, "champion").version) == champion
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == outcome.model.version
+
+
+@pytest.mark.pipeline
+@pytest.mark.slow
+def test_cli_emulator(cycle, smoke, tmp_path, capsys):
+    from flows.cli import main
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(smoke.model_dump_json())
+    assert main(["emulator", "--config", str(cfg), "--oracle"]) == 0
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.index('{\n  "emulator"'):])
+    assert printed["emulator"]["model"]["version"] == cycle.emulator.outcome.model.version
+    assert printed["emulator"]["passed"] and printed["agreement"]["passed"]
+    assert printed["agreement"]["cached"]  # the cycle ran it already

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -103,8 +104,6 @@ def train_key(config: PipelineConfig) -> str:
 
 def _log_pyfunc(emulator_file: str) -> str:
     code = str(Path(__file__).with_name("_pyfunc_emulator.py"))
-    import warnings
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Tt]ype hint.*")
         info = mlflow.pyfunc.log_model(name="model", python_model=code, artifacts={"emulator": emulator_file},

@@ -42,15 +42,16 @@ def check_observations(y, mask, obs_shape: tuple[int, ...], n_times: int, batche
     check_shape("mask", mask, expected, "same as y")
     if jnp.asarray(mask).dtype != jnp.bool_:
         raise ValueError(f"`mask` must be a boolean array, got dtype {jnp.asarray(mask).dtype}")
-    bad = jnp.asarray(mask) & ~jnp.isfinite(jnp.asarray(y))
     if is_concrete(y) and is_concrete(mask):
-        n_bad = int(np.sum(np.asarray(bad)))
+        # numpy, not jnp: inside a trace jnp would stage even constant inputs
+        n_bad = int(np.sum(np.asarray(mask) & ~np.isfinite(np.asarray(y))))
         if n_bad:
             raise ValueError(
                 f"`y` has {n_bad} non-finite value(s) at observed positions (mask True); "
                 "mark missing observations with mask=False instead"
             )
         return jnp.asarray(y), jnp.asarray(mask)
+    bad = jnp.asarray(mask) & ~jnp.isfinite(jnp.asarray(y))
     y = eqx.error_if(y, bad, "`y` has non-finite values at observed positions (mask True)")
     return y, mask
 

@@ -27,6 +27,7 @@ from ._posterior import FORMAT_VERSION as FORMAT_VERSION
 from ._posterior import AmortizedPosterior as AmortizedPosterior
 from ._posterior import build_posterior as build_posterior
 from ._posterior import posterior_from_config as posterior_from_config
+from ._posterior import posterior_skeleton as posterior_skeleton
 from ._standardize import Standardizer as Standardizer
 from ._train import TrainConfig as TrainConfig
 from ._train import fit as fit

@@ -25,9 +25,9 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 import paramax
 
+from . import _linalg as linalg
 from ._nets import cast_floats, mlp, positive_int, resolve, zero_linear
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -43,6 +43,12 @@ def _zero_output_layer(node):
 class AbstractHead(eqx.Module):
     n: eqx.AbstractVar[int]
     has_density: ClassVar[bool] = True
+
+    @property
+    def factors_matrices(self) -> bool:
+        """True when the head factors a matrix per event (Cholesky, triangular solves):
+        batched code then maps it over events (see ``map_events``)."""
+        return False
 
     def loss(self, u, c, key):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -134,6 +140,10 @@ class GaussianHead(AbstractHead):
             if self.trunk.net is not None:
                 self.obs_out = zero_linear(eqx.nn.Linear(self.trunk.width, n_obs, key=k4), 0.0)
 
+    @property
+    def factors_matrices(self) -> bool:
+        return self.covariance in ("full", "lowrank")
+
     def _params(self, c):
         h, mean = self.trunk(c[0])
         s = self.scale_out(h)
@@ -157,11 +167,11 @@ class GaussianHead(AbstractHead):
         a = self.obs_affine[0] * ys + self.obs_affine[1]
         if self.obs_out is not None:
             a = a + self.obs_out(h)
-        base_prec = jsl.cho_solve((L, True), jnp.eye(self.n, dtype=L.dtype))
+        base_prec = linalg.cho_solve(L, jnp.eye(self.n, dtype=L.dtype))
         prec = base_prec + (V.T * m) @ V
-        C = jnp.linalg.cholesky(0.5 * (prec + prec.T))
+        C = linalg.cholesky(0.5 * (prec + prec.T))
         eta = base_prec @ nu + V.T @ (m * a)
-        return jsl.cho_solve((C, True), eta), C, True
+        return linalg.cho_solve(C, eta), C, True
 
     # whitening: r = A (u − μ) ~ N(0, I) under q, with log|det A|
     def whiten(self, u, c):
@@ -169,7 +179,7 @@ class GaussianHead(AbstractHead):
             mean, C, precision = self._full(c)
             if precision:
                 return C.T @ (u - mean), jnp.sum(jnp.log(jnp.diag(C)))
-            return jsl.solve_triangular(C, u - mean, lower=True), -jnp.sum(jnp.log(jnp.diag(C)))
+            return linalg.solve_lower(C, u - mean), -jnp.sum(jnp.log(jnp.diag(C)))
         if self.covariance == "diag":
             mean, log_std, _ = self._params(c)
             return (u - mean) * jnp.exp(-log_std), -jnp.sum(log_std)
@@ -180,7 +190,7 @@ class GaussianHead(AbstractHead):
         if self.covariance == "full":
             mean, C, precision = self._full(c)
             if precision:
-                return mean + jsl.solve_triangular(C, r.T, lower=True, trans="T").T
+                return mean + linalg.solve_lower(C, r.T, trans=True).T
             return mean + r @ C.T
         mean, log_diag, rest = self._params(c)
         return mean + jnp.exp(log_diag) * r
@@ -196,8 +206,8 @@ class GaussianHead(AbstractHead):
         d_inv = jnp.exp(-2 * log_diag)
         Ft_dinv = F.T * d_inv
         cap = jnp.eye(self.rank, dtype=u.dtype) + Ft_dinv @ F
-        cap_chol = jnp.linalg.cholesky(cap)
-        w = jsl.solve_triangular(cap_chol, Ft_dinv @ r, lower=True)
+        cap_chol = linalg.cholesky(cap)
+        w = linalg.solve_lower(cap_chol, Ft_dinv @ r)
         quad = jnp.sum(r * r * d_inv) - jnp.sum(w * w)
         logdet = 2 * jnp.sum(log_diag) + 2 * jnp.sum(jnp.log(jnp.diag(cap_chol)))
         return -0.5 * (quad + logdet + self.n * _LOG_2PI)
@@ -224,8 +234,7 @@ class GaussianHead(AbstractHead):
             mean, C, precision = self._full(c)
             if not precision:
                 return mean, C, None
-            cov = jsl.cho_solve((C, True), jnp.eye(self.n, dtype=C.dtype))
-            return mean, jnp.linalg.cholesky(0.5 * (cov + cov.T)), None
+            return mean, linalg.spd_inverse_cholesky(C), None
         mean, log_diag, rest = self._params(c)
         if self.covariance == "lowrank":
             return mean, rest.reshape(self.n, self.rank), jnp.exp(2 * log_diag)
@@ -241,6 +250,10 @@ class GaussianPreconditioner(eqx.Module):
     mean and serves as the head's point estimate."""
 
     gauss: GaussianHead
+
+    @property
+    def factors_matrices(self) -> bool:
+        return self.gauss.factors_matrices
 
     def __init__(self, n: int, cond_dim: int, n_obs: int, cfg: dict, key):
         gcfg = {
@@ -336,6 +349,10 @@ class ConditionalFlowHead(AbstractHead):
     pre: GaussianPreconditioner
     flow: eqx.Module
     n: int = eqx.field(static=True)
+
+    @property
+    def factors_matrices(self) -> bool:
+        return self.pre.factors_matrices
 
     def __init__(self, n: int, cond_dim: int, n_obs: int, cfg: dict, key):
         from flowjax.bijections import RationalQuadraticSpline
@@ -445,6 +462,10 @@ class ScoreDiffusionHead(AbstractHead):
     pre: GaussianPreconditioner
     net: eqx.nn.MLP
     n: int = eqx.field(static=True)
+
+    @property
+    def factors_matrices(self) -> bool:
+        return self.pre.factors_matrices
     n_freq: int = eqx.field(static=True)
     beta_min: float = eqx.field(static=True)
     beta_max: float = eqx.field(static=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..problems import Problem
-from ._posterior import FORMAT_VERSION, AmortizedPosterior, posterior_from_config
+from ._posterior import FORMAT_VERSION, AmortizedPosterior, posterior_skeleton
 from ._serial import read_blob, read_header, write_blob
 
 KIND = "vardax-amortized-posterior"
@@ -39,7 +39,7 @@ def load_posterior(path: str, problem: Problem | None = None) -> AmortizedPoster
             f"{path!r} was trained for problem hash {config.get('problem_hash')} "
             f"({config.get('problem', {}).get('name')!r}), not {problem.hash} ({problem.name!r})"
         )
-    skeleton = posterior_from_config(config)
+    skeleton = posterior_skeleton(config)
     _, model = read_blob(path, skeleton, kind=KIND, version=FORMAT_VERSION)
     stored = header.get("standardization", {})
     for k, v in model.standardizer.to_dict().items():

@@ -40,10 +40,14 @@ def positive_int(section: str, cfg: dict, *names: str, minimum: int = 1) -> None
             raise ValueError(f"{section} config: `{name}` must be an integer >= {minimum}, got {v!r}")
 
 
+def _identity(x):
+    return x
+
+
 def mlp(in_size: int, out_size: int, width: int, depth: int, act: str, key, final_act: bool = False) -> eqx.nn.MLP:
     """An MLP with ``depth`` hidden layers of ``width`` (``depth=0``: one linear layer)."""
     a = activation(act)
-    return eqx.nn.MLP(in_size, out_size, width, depth, activation=a, final_activation=a if final_act else (lambda x: x), key=key)
+    return eqx.nn.MLP(in_size, out_size, width, depth, activation=a, final_activation=a if final_act else _identity, key=key)
 
 
 def zero_linear(layer: eqx.nn.Linear, scale: float = 0.0) -> eqx.nn.Linear:
@@ -60,7 +64,7 @@ def cast_floats(tree, dtype):
     return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, tree)
 
 
-def _is_non_trainable(leaf) -> bool:
+def is_non_trainable(leaf) -> bool:
     return isinstance(leaf, paramax.NonTrainable)
 
 
@@ -69,10 +73,6 @@ def trainable_spec(model):
     encoder and head), False on the standardisation statistics and on flowjax's
     ``NonTrainable`` parameters (which weight decay must not touch either)."""
     spec = jax.tree.map(
-        lambda l: (not _is_non_trainable(l)) and eqx.is_inexact_array(l), model, is_leaf=_is_non_trainable
+        lambda leaf: (not is_non_trainable(leaf)) and eqx.is_inexact_array(leaf), model, is_leaf=is_non_trainable
     )
     return eqx.tree_at(lambda m: m.standardizer, spec, replace=jax.tree.map(lambda _: False, model.standardizer))
-
-
-def partition(model):
-    return eqx.partition(model, trainable_spec(model), is_leaf=_is_non_trainable)

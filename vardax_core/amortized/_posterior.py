@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_observations, check_shape, is_concrete
+from .._lax import map_events
 from .._version import __version__
 from ..posterior import Posterior
 from ..problems import Problem
@@ -21,6 +22,29 @@ from ._standardize import Standardizer
 
 FORMAT_VERSION = 1
 _MODEL_KEYS = ("encoder", "head", "dtype")
+
+
+class _Config:
+    """The config JSON as a static field. Two configs compare equal (and hash alike)
+    when they describe the same computation — format, layout, encoder, head, dtype —
+    whatever the provenance (problem name and hash, training record): models that
+    differ only in provenance share compiled functions."""
+
+    _STRUCTURAL = ("format_version", "layout", "encoder", "head", "dtype")
+
+    def __init__(self, text: str):
+        self.json = text
+        cfg = json.loads(text)
+        self._key = json.dumps({k: cfg.get(k) for k in self._STRUCTURAL}, sort_keys=True)
+
+    def __eq__(self, other):
+        return isinstance(other, _Config) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self):
+        return f"_Config({self.json[:60]}...)"
 
 
 def _as_key(key):
@@ -49,7 +73,7 @@ class AmortizedPosterior(eqx.Module):
     - ``log_prob(x, y, mask, key=None)`` → (B,) (``key``: Hutchinson probes of the score head);
     - ``posterior(y, mask, key=None, n_samples=0)`` → :class:`~vardax_core.Posterior`.
 
-    ``config`` (a static JSON string) describes everything needed to rebuild the module's
+    ``config`` (static JSON) describes everything needed to rebuild the module's
     skeleton (:func:`posterior_from_config`): format version, problem config and hash,
     layout, encoder, head, dtype and the training provenance set by :func:`fit`.
     """
@@ -57,7 +81,7 @@ class AmortizedPosterior(eqx.Module):
     encoder: AbstractEncoder
     head: AbstractHead
     standardizer: Standardizer
-    config_json: str = eqx.field(static=True)
+    meta: "_Config" = eqx.field(static=True)
     state_shape: tuple[int, ...] = eqx.field(static=True)
     obs_shape: tuple[int, ...] = eqx.field(static=True)
     n_times: int = eqx.field(static=True)
@@ -65,7 +89,7 @@ class AmortizedPosterior(eqx.Module):
 
     def __init__(self, encoder: AbstractEncoder, head: AbstractHead, standardizer: Standardizer, config: dict):
         self.encoder, self.head, self.standardizer = encoder, head, standardizer
-        self.config_json = json.dumps(config, sort_keys=True)
+        self.meta = _Config(json.dumps(config, sort_keys=True))
         layout = config["layout"]
         self.state_shape = tuple(layout["state_shape"])
         self.obs_shape = tuple(layout["obs_shape"])
@@ -75,7 +99,11 @@ class AmortizedPosterior(eqx.Module):
     # ---- description --------------------------------------------------------------------
     @property
     def config(self) -> dict:
-        return json.loads(self.config_json)
+        return json.loads(self.meta.json)
+
+    @property
+    def config_json(self) -> str:
+        return self.meta.json
 
     @property
     def problem_hash(self) -> str:
@@ -140,7 +168,7 @@ class AmortizedPosterior(eqx.Module):
 
     def sample(self, y, mask, key, n: int):
         y, mask = self.check_observations(y, mask)
-        return _sample(self, y, mask, _as_key(key), self._check_n(n))
+        return _sample(self, y, mask, _as_key(key), n=self._check_n(n))
 
     def log_prob(self, x, y, mask, key=None):
         y, mask = self.check_observations(y, mask)
@@ -157,7 +185,7 @@ class AmortizedPosterior(eqx.Module):
             raise ValueError(f"`n_samples` must be a non-negative integer, got {n_samples!r}")
         if n_samples and key is None:
             raise ValueError("`posterior(..., n_samples > 0)` needs a `key`")
-        samples = _sample(self, y, mask, _as_key(key), n_samples) if n_samples else None
+        samples = _sample(self, y, mask, _as_key(key), n=n_samples) if n_samples else None
         cfg = self.config
         provenance = {
             "method": "amortized", "head": cfg["head"]["type"], "encoder": cfg["encoder"]["type"],
@@ -172,29 +200,62 @@ class AmortizedPosterior(eqx.Module):
         return Posterior.create(mean, std=std, samples=samples, provenance=provenance)
 
 
-@eqx.filter_jit
+def _per_event(model: AmortizedPosterior, fn, *args):
+    """``map_events`` (see ``vardax_core._lax``) for heads that factor matrices,
+    ``vmap`` (faster) otherwise. (Do not ``vmap`` a posterior's methods over a further
+    batch axis: that batches the LAPACK calls again.)"""
+    if model.head.factors_matrices:
+        return map_events(fn, *args)
+    return jax.vmap(fn)(*args)
+
+
+_COMPILED: dict = {}
+
+
+def compiled(fn):
+    """``fn(model, *arrays, **static)`` jitted once per *model structure*: the cache key
+    is the structural config (``_Config`` equality: layout, encoder, head, dtype), the
+    tree structure of the model's arrays and the static keyword arguments. Two models
+    that differ only in weights, standardisation or provenance (e.g. the same
+    architecture trained on complete and on gappy observations) share one compiled
+    program. The non-array part of the model is a pure function of its structural
+    config, so the one captured at the first call serves them all."""
+
+    def wrapper(model: "AmortizedPosterior", *args, **static):
+        arrays, rest = eqx.partition(model, eqx.is_array)
+        key = (fn.__qualname__, model.meta, jax.tree_util.tree_structure(arrays), tuple(sorted(static.items())))
+        f = _COMPILED.get(key)
+        if f is None:
+            f = _COMPILED[key] = jax.jit(lambda a, *xs: fn(eqx.combine(a, rest), *xs, **static))
+        return f(arrays, *args)
+
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+@compiled
 def _point(model: AmortizedPosterior, y, mask):
-    return model._to_state(jax.vmap(model.head.point)(model.features(y, mask)))
+    return model._to_state(_per_event(model, model.head.point, model.features(y, mask)))
 
 
-@eqx.filter_jit
-def _sample(model: AmortizedPosterior, y, mask, key, n: int):
+@compiled
+def _sample(model: AmortizedPosterior, y, mask, key, *, n: int):
     c = model.features(y, mask)
-    u = jax.vmap(lambda cc, k: model.head.sample(cc, k, n))(c, jax.random.split(key, y.shape[0]))
+    u = _per_event(model, lambda cc, k: model.head.sample(cc, k, n), c, jax.random.split(key, y.shape[0]))
     return model._to_state(u)
 
 
-@eqx.filter_jit
+@compiled
 def _log_prob(model: AmortizedPosterior, x, y, mask, key):
     c = model.features(y, mask)
     u = model.standardise_x(x)
-    lp = jax.vmap(model.head.log_prob)(u, c, jax.random.split(key, y.shape[0]))
+    lp = _per_event(model, model.head.log_prob, u, c, jax.random.split(key, y.shape[0]))
     return lp.astype(jnp.float64) - model.standardizer.log_det()
 
 
-@eqx.filter_jit
+@compiled
 def _gaussian(model: AmortizedPosterior, y, mask):
-    mean, factor, diag = jax.vmap(model.head.gaussian)(model.features(y, mask))
+    mean, factor, diag = _per_event(model, model.head.gaussian, model.features(y, mask))
     mean = model._to_state(mean)
     st = model.standardizer
     factor = None if factor is None else jax.vmap(st.scale_factor)(factor)
@@ -250,13 +311,15 @@ def build_posterior(problem: Problem, config: dict | None = None, key=None) -> A
         "training": None,
     }
     model = posterior_from_config(full, key if key is not None else jax.random.key(0))
-    prior_std = jnp.sqrt(problem.prior.cov.variance()).reshape(-1).astype(jnp.float64)
-    chol = jnp.linalg.cholesky(problem.prior.cov.as_matrix().astype(jnp.float64)) if model.standardizer.whiten else None
-    std = Standardizer(
-        problem.prior.mean.reshape(-1).astype(jnp.float64), prior_std, chol,
-        model.standardizer.y_mean, model.standardizer.y_std,
-    )
-    return model.with_standardizer(std)
+    return model.with_standardizer(_prior_standardizer(problem.prior, model.standardizer))
+
+
+@eqx.filter_jit
+def _prior_standardizer(prior, current: Standardizer) -> Standardizer:
+    """State statistics of the prior (mean, marginal std, Cholesky factor if whitening)."""
+    std = jnp.sqrt(prior.cov.variance()).reshape(-1).astype(jnp.float64)
+    chol = jnp.linalg.cholesky(prior.cov.as_matrix().astype(jnp.float64)) if current.whiten else None
+    return Standardizer(prior.mean.reshape(-1).astype(jnp.float64), std, chol, current.y_mean, current.y_std)
 
 
 def whitens(head_config: dict) -> bool:
@@ -268,10 +331,15 @@ def whitens(head_config: dict) -> bool:
 
 
 def posterior_from_config(config: dict, key=None) -> AmortizedPosterior:
-    """The module described by a full stored config (as in ``model.config`` or a saved
-    file): the skeleton into which saved weights are deserialised. Checks the format
-    version and re-resolves the encoder/head configs, so a config this code cannot build
-    fails here with a clear message."""
+    """The (freshly initialised) module described by a full stored config, as in
+    ``model.config`` or a saved file. Checks the format version and re-resolves the
+    encoder/head configs, so a config this code cannot build fails with a clear message."""
+    _validate_stored(config)
+    key = _as_key(key if key is not None else jax.random.key(0))
+    return _construct(json.dumps(config, sort_keys=True), key)
+
+
+def _validate_stored(config: dict) -> None:
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(
@@ -285,11 +353,24 @@ def posterior_from_config(config: dict, key=None) -> AmortizedPosterior:
     resolved = resolve_model_config({k: config[k] for k in _MODEL_KEYS}, layout)
     if resolved != {k: config[k] for k in _MODEL_KEYS}:
         raise ValueError("amortized posterior config is incomplete or has values this code resolves differently")
+
+
+def _construct(config_json: str, key) -> AmortizedPosterior:
+    config = json.loads(config_json)
+    layout = config["layout"]
     y_shape = (layout["n_times"], *layout["obs_shape"])
     n = math.prod(layout["state_shape"])
-    ke, kh = jax.random.split(_as_key(key if key is not None else jax.random.key(0)))
-    encoder = build_encoder(resolved["encoder"], y_shape, ke)
-    dtype = DTYPES[resolved["dtype"]]
-    head = build_head(resolved["head"], n, encoder.out_dim, math.prod(y_shape), kh)
+    ke, kh = jax.random.split(key)
+    encoder = build_encoder(config["encoder"], y_shape, ke)
+    dtype = DTYPES[config["dtype"]]
+    head = build_head(config["head"], n, encoder.out_dim, math.prod(y_shape), kh)
     encoder, head = cast_floats(encoder, dtype), cast_floats(head, dtype)
-    return AmortizedPosterior(encoder, head, Standardizer.identity(n, math.prod(y_shape), whitens(resolved["head"])), config)
+    return AmortizedPosterior(encoder, head, Standardizer.identity(n, math.prod(y_shape), whitens(config["head"])), config)
+
+
+def posterior_skeleton(config: dict) -> AmortizedPosterior:
+    """The module described by ``config`` with shape-only leaves (no computation): what
+    saved weights are deserialised into. Validates the config like
+    :func:`posterior_from_config`."""
+    _validate_stored(config)
+    return eqx.filter_eval_shape(_construct, json.dumps(config, sort_keys=True), jax.random.key(0))

@@ -20,8 +20,9 @@ import optax
 from ..data import iter_minibatches, open_pairs, split_events
 from ..problems import Problem
 from ._augment import ring_shift_stride, shift_events
-from ._nets import partition
+from ._nets import is_non_trainable, trainable_spec
 from ._posterior import AmortizedPosterior
+from ._posterior import _per_event as per_event
 from ._serial import read_blob, write_blob
 from ._standardize import StatsAccumulator
 
@@ -95,30 +96,59 @@ class TrainConfig:
         return cls(**d)
 
 
-def _loss_fn(params, static, x, y, mask, weight, key):
-    model: AmortizedPosterior = eqx.combine(params, static)
+def _loss(model: AmortizedPosterior, x, y, mask, weight, key):
     c = model.features(y, mask)
     u = model.standardise_x(x)
-    losses = jax.vmap(model.head.loss)(u, c, jax.random.split(key, x.shape[0]))
+    losses = per_event(model, model.head.loss, u, c, jax.random.split(key, x.shape[0]))
     return jnp.sum(weight * losses.astype(jnp.float64)) / jnp.sum(weight)
 
 
-def _make_steps(static, optimizer):
-    """Jitted train and evaluation steps closing over the static part of the model (a
-    plain ``jax.jit`` on the array arguments: no per-call pytree filtering)."""
+def split_model(model: AmortizedPosterior):
+    """(trainable, frozen, rest): the arrays the optimiser updates; the other arrays
+    (standardisation, flowjax's non-trainable parameters and permutations), passed to
+    the compiled steps as arguments but never updated; and the non-array rest."""
+    arrays, rest = eqx.partition(model, eqx.is_array)
+    trainable, frozen = eqx.partition(arrays, trainable_spec(model), is_leaf=is_non_trainable)
+    return trainable, frozen, rest
+
+
+_STEPS: dict = {}
+
+
+def _steps(model: AmortizedPosterior, grad_clip: float, weight_decay: float):
+    """Jitted (train_step, eval_step) for ``model``'s structure and the optimiser
+    settings, built once and shared by every fit of the same architecture (see
+    ``compiled`` in _posterior). The learning rate is an argument (the schedule is
+    evaluated on the host), so schedules never trigger a recompilation."""
+    trainable, frozen, rest = split_model(model)
+    key = (model.meta, jax.tree_util.tree_structure(trainable), jax.tree_util.tree_structure(frozen),
+           float(grad_clip), float(weight_decay))
+    if key in _STEPS:
+        return _STEPS[key]
+    optimizer = make_optimizer(grad_clip, weight_decay)
+
+    def loss(tr, fr, x, y, mask, weight, k):
+        return _loss(eqx.combine(tr, fr, rest), x, y, mask, weight, k)
 
     @jax.jit
-    def train_step(params, opt_state, x, y, mask, key):
-        weight = jnp.ones(x.shape[0])
-        loss, grads = jax.value_and_grad(_loss_fn)(params, static, x, y, mask, weight, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    def train_step(tr, fr, opt_state, x, y, mask, k, lr):
+        value, grads = jax.value_and_grad(loss)(tr, fr, x, y, mask, jnp.ones(x.shape[0]), k)
+        updates, opt_state = optimizer.update(grads, opt_state, tr)
+        updates = jax.tree.map(lambda u: (lr * u).astype(u.dtype), updates)
+        return optax.apply_updates(tr, updates), opt_state, value
 
     @jax.jit
-    def eval_step(params, x, y, mask, weight, key):
-        return _loss_fn(params, static, x, y, mask, weight, key) * jnp.sum(weight)
+    def eval_step(tr, fr, x, y, mask, weight, k):
+        return loss(tr, fr, x, y, mask, weight, k) * jnp.sum(weight)
 
-    return train_step, eval_step
+    _STEPS[key] = (optimizer, train_step, eval_step)
+    return _STEPS[key]
+
+
+def make_optimizer(grad_clip: float, weight_decay: float):
+    """AdamW at unit learning rate after global-norm clipping; the step scales the
+    update by the scheduled learning rate (so the decay is decoupled, as in AdamW)."""
+    return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adamw(1.0, weight_decay=weight_decay))
 
 
 def _pad(batch: dict, size: int) -> tuple[dict, np.ndarray]:
@@ -153,14 +183,14 @@ def _leaves_hash(tree) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()[:16]
 
 
-def _validation_loss(eval_step, params, ds, val_idx, cfg: TrainConfig, key) -> float:
+def _validation_loss(eval_step, params, frozen, ds, val_idx, cfg: TrainConfig, key) -> float:
     total, count = 0.0, 0.0
     batches = iter_minibatches(
         ds, cfg.batch_size, events=val_idx, shuffle=False, drop_last=False, buffer_chunks=cfg.buffer_chunks
     )
     for i, batch in enumerate(batches):
         batch, weight = _pad(batch, cfg.batch_size)
-        total += float(eval_step(params, batch["x"], batch["y"], batch["mask"], weight, jax.random.fold_in(key, i)))
+        total += float(eval_step(params, frozen, batch["x"], batch["y"], batch["mask"], weight, jax.random.fold_in(key, i)))
         count += weight.sum()
     return total / count
 
@@ -219,9 +249,6 @@ def fit(
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, cfg.learning_rate, warmup, total_steps, cfg.learning_rate * cfg.final_lr_fraction
     )
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(cfg.grad_clip), optax.adamw(schedule, weight_decay=cfg.weight_decay)
-    )
     store = {k: ds.attrs.get(k) for k in ("problem_hash", "n_events", "chunk_size", "seed")}
     identity = {
         "model_config": posterior.config_json,
@@ -238,7 +265,8 @@ def fit(
             posterior.standardizer.whiten, cfg.buffer_chunks, stride,
         )
     )
-    params, static = partition(model)
+    optimizer, train_step, eval_step = _steps(model, cfg.grad_clip, cfg.weight_decay)
+    params, frozen, rest = split_model(model)
     opt_state = optimizer.init(params)
     state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [], "done": False}
     best = model
@@ -254,9 +282,8 @@ def fit(
             )
         state = header["state"]
         resumed_from = state["epoch"]
-        params, static = partition(model)
+        params, frozen, rest = split_model(model)
 
-    train_step, eval_step = _make_steps(static, optimizer)
     key = jax.random.key(int(seed))
     train_key, val_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
     bar = None
@@ -278,18 +305,19 @@ def fit(
             for step, batch in enumerate(batches):
                 if stride is not None:
                     batch = shift_events(batch, shift_rng.integers(0, batch["y"].shape[-1], len(batch["x"])), stride)
+                lr = float(schedule(epoch * steps_per_epoch + step))
                 params, opt_state, loss = train_step(
-                    params, opt_state, batch["x"], batch["y"], batch["mask"], jax.random.fold_in(ekey, step)
+                    params, frozen, opt_state, batch["x"], batch["y"], batch["mask"], jax.random.fold_in(ekey, step), lr
                 )
                 losses.append(loss)
             train_loss = float(np.mean(jax.device_get(losses)))
-            val_loss = _validation_loss(eval_step, params, ds, val_idx, cfg, val_key)
+            val_loss = _validation_loss(eval_step, params, frozen, ds, val_idx, cfg, val_key)
             if not math.isfinite(val_loss) or not math.isfinite(train_loss):
                 raise FloatingPointError(
                     f"fit: non-finite loss at epoch {epoch} (train {train_loss}, validation {val_loss}); "
                     "lower the learning rate or check the pairs"
                 )
-            model = eqx.combine(params, static)
+            model = eqx.combine(params, frozen, rest)
             if val_loss < state["best_val_loss"] - cfg.min_delta:
                 state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
                 best = model

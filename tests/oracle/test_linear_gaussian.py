@@ -42,6 +42,23 @@ def test_1d_mean_and_covariance_are_the_closed_form(lg1, name):
     assert rel_err(laplace_covariance(p, res.x, y, mask).as_matrix(), cov) <= TOL
 
 
+def test_lowrank_covariance_draws_and_truncation(lg1):
+    p, _, y, mask, mean, cov = lg1
+    op = laplace_covariance(p, mean, y, mask)
+    draws = op.sample(jax.random.key(7), 20_000)  # zero-mean draws from N(0, P)
+    emp = jnp.einsum("bsi,bsj->bij", draws, draws) / draws.shape[1]
+    assert rel_err(emp, cov) <= 0.03  # Monte Carlo error ~ 1/sqrt(20000) per entry
+    # a truncated rank keeps the leading data directions: std between exact and prior
+    exact = laplace_posterior(p, mean, y, mask, method="lowrank").std
+    trunc = laplace_posterior(p, mean, y, mask, method="lowrank", rank=3)
+    assert trunc.provenance["rank"] == 3 and not trunc.provenance["full_rank"]
+    prior_std = jnp.sqrt(p.prior.cov.variance())
+    assert bool(jnp.all(trunc.std >= exact - 1e-12)) and bool(jnp.all(trunc.std <= prior_std + 1e-12))
+    assert rel_err(trunc.std, exact) > 1e-6
+    with pytest.raises(ValueError, match="rank"):
+        laplace_posterior(p, mean, y, mask, method="dense", rank=3)
+
+
 def test_incremental_solves_a_linear_problem_in_one_outer_iteration(lg1):
     p, _, y, mask, mean, _ = lg1
     res = SOLVERS["incremental"].solve(p, y, mask)

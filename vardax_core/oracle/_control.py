@@ -76,14 +76,32 @@ class EventCost(eqx.Module):
         return lambda u: u + zt(self.weight(z(u))), z, zt
 
 
-def background_jacobian(problem: Problem) -> Float[Array, "n n_obs"]:
-    """Zᵦ = G′(x_b) B^½ as a dense array, row j = Zᵦ e_j flattened over (T, *obs): the
-    window's linearisation at the background, the same for every event of a batch
-    (n forward-mode products, done once per batch, outside the vmap over events)."""
+def state_basis(problem: Problem):
+    """The n unit vectors of the state, state-shaped: (n, *state)."""
     n = problem.n_state
-    basis = jnp.eye(n, dtype=problem.prior.mean.dtype).reshape(n, *problem.state_shape)
-    _, jvp = jax.linearize(problem.window, problem.prior.mean)
-    return jax.vmap(lambda e: jvp(problem.prior.B_sqrt(e)))(basis).reshape(n, -1)
+    return jnp.eye(n, dtype=problem.prior.mean.dtype).reshape(n, *problem.state_shape)
+
+
+def dense_z(problem: Problem, x) -> Float[Array, "n n_obs"]:
+    """Z = G′(x) B^½ as a dense array, row j = Z e_j flattened over (T, *obs)
+    (n forward-mode products through one linearisation; small states only)."""
+    _, jvp = jax.linearize(problem.window, x)
+    return jax.vmap(lambda e: jvp(problem.prior.B_sqrt(e)))(state_basis(problem)).reshape(problem.n_state, -1)
+
+
+def background_jacobian(problem: Problem) -> Float[Array, "n n_obs"]:
+    """Zᵦ = G′(x_b) B^½ (see :func:`dense_z`): the same for every event of a batch, so
+    computed once per batch, outside the vmap over events."""
+    return dense_z(problem, problem.prior.mean)
+
+
+def gn_matrix(ev: "EventCost", z_rows) -> Float[Array, "n n"]:
+    """The dense Gauss–Newton Hessian in v, I + Zᵀ W Z, from Z's rows (``dense_z``) and
+    this event's mask and noise."""
+    n = z_rows.shape[0]
+    wz = jax.vmap(ev.weight)(z_rows.reshape(n, *ev.y.shape)).reshape(n, -1)
+    A = jnp.eye(n, dtype=z_rows.dtype) + z_rows @ wz.T
+    return 0.5 * (A + A.T)
 
 
 class Preconditioner(eqx.Module):
@@ -100,9 +118,7 @@ class Preconditioner(eqx.Module):
     @classmethod
     def build(cls, ev: "EventCost", zb) -> "Preconditioner":
         n = zb.shape[0]
-        wz = jax.vmap(ev.weight)(zb.reshape(n, *ev.y.shape)).reshape(n, -1)
-        A = jnp.eye(n, dtype=zb.dtype) + zb @ wz.T
-        chol = jnp.linalg.cholesky(0.5 * (A + A.T))
+        chol = jnp.linalg.cholesky(gn_matrix(ev, zb))
         inv_t = jsl.solve_triangular(chol, jnp.eye(n, dtype=zb.dtype), lower=True, trans="T")
         return cls(chol, inv_t, ev.problem.state_shape)
 

@@ -31,7 +31,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ..posterior import Posterior
 from ..problems import Problem
 from ._base import check_x
-from ._control import EventCost
+from ._control import EventCost, dense_z, gn_matrix, state_basis
 
 #: States up to this size get a dense covariance by default (and a stored ``cov_chol``).
 DENSE_MAX_STATE = 64
@@ -41,23 +41,12 @@ OVERSAMPLE = 10
 LOWRANK_EVENTS_PER_STEP = 4
 
 
-def _basis(problem: Problem):
-    n = problem.n_state
-    return jnp.eye(n, dtype=problem.prior.mean.dtype).reshape(n, *problem.state_shape)
-
-
 def _dense_one(problem: Problem, x, y, mask):
     """(mean-shaped std, Cholesky factor of P) for one event."""
     ev = EventCost(problem, y, mask)
-    _, z, _ = ev.linearize(x)
     n = problem.n_state
-    basis = _basis(problem)
-    zcols = jax.vmap(z)(basis)  # row j: Z e_j, observation-shaped
-    wz = jax.vmap(ev.weight)(zcols).reshape(n, -1)
-    zc = zcols.reshape(n, -1)
-    A = jnp.eye(n, dtype=zc.dtype) + zc @ wz.T
-    L_A = jnp.linalg.cholesky(0.5 * (A + A.T))
-    S = jax.vmap(problem.prior.B_sqrt)(basis).reshape(n, n).T  # columns B^½ e_j
+    L_A = jnp.linalg.cholesky(gn_matrix(ev, dense_z(problem, x)))
+    S = jax.vmap(problem.prior.B_sqrt)(state_basis(problem)).reshape(n, n).T  # columns B^½ e_j
     F = jsl.solve_triangular(L_A, S.T, lower=True).T  # B^½ L_A^{-T}
     cov = F @ F.T
     chol = jnp.linalg.cholesky(0.5 * (cov + cov.T))
@@ -136,7 +125,7 @@ class LowRankLaplaceCovariance(eqx.Module):
 
     def as_matrix(self) -> Float[Array, "B n n"]:
         n = self.problem.n_state
-        basis = _basis(self.problem)
+        basis = state_basis(self.problem)
         cols = jax.vmap(lambda e: self.mv(jnp.broadcast_to(e, (self.n_events, *e.shape))))(basis)
         return jnp.moveaxis(cols.reshape(n, self.n_events, n), 0, -1)
 

@@ -225,9 +225,11 @@ def test_posterior_reference_regates_one_model_against_another(exact, lg, events
     assert not r.passed and r.statistic == pytest.approx(0.2, rel=1e-9)
 
 
-def test_oracle_reference_is_wired_to_the_oracle_sensitivity(lg):
+@pytest.mark.parametrize("hessian", ["gauss-newton", "exact"])
+def test_oracle_reference_is_wired_to_the_oracle_sensitivity(lg, hessian):
     """``run_gates``' default reference (the oracle's implicit-function ∂x*/∂y at x*) agrees
-    with the Kalman gain on linear_gaussian, in both directions."""
+    with the Kalman gain on linear_gaussian, in both directions, with either Hessian (a
+    linear window has no residual curvature)."""
     from vardax_core.gates import OracleReference
     from vardax_core.gates._common import FAST_COMPILE_OPTIONS
     from vardax_core.problems import batched_linear_gaussian_posterior
@@ -243,7 +245,7 @@ def test_oracle_reference_is_wired_to_the_oracle_sensitivity(lg):
 
     both = eqx.filter_jit(jax.vmap(products, in_axes=(None, 0, 0, 0, 0, 0)),
                           compiler_options=FAST_COMPILE_OPTIONS)
-    o_jvp, o_vjp = both(OracleReference(lg), y, mask, x_star, dy, dx)
+    o_jvp, o_vjp = both(OracleReference(lg, hessian), y, mask, x_star, dy, dx)
     k_jvp, k_vjp = both(KalmanReference(lg), y, mask, x_star, dy, dx)
     np.testing.assert_allclose(o_jvp, k_jvp, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(o_vjp, k_vjp, rtol=1e-7, atol=1e-9)

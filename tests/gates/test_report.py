@@ -69,6 +69,7 @@ def test_config_defaults_follow_the_design_and_round_trip():
     (dict(sbc_alpha=0.0), "sbc_alpha"),
     (dict(min_fraction=1.5), "min_fraction"),
     (dict(n_probes=0), "n_probes"),
+    (dict(adjoint_hessian="newton"), "adjoint_hessian"),
 ])
 def test_config_rejects_invalid_values(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -197,9 +197,11 @@ class KalmanReference(eqx.Module):
 
 class OracleReference(eqx.Module):
     """∂x*/∂y by the implicit function theorem at the 4DVar minimum x* (``aux``), from
-    :mod:`vardax_core.oracle` (``sensitivity_jvp`` / ``sensitivity_vjp``)."""
+    :mod:`vardax_core.oracle` (``sensitivity_jvp`` / ``sensitivity_vjp``) with the
+    Gauss–Newton or the exact Hessian (``hessian``, see ``GateConfig.adjoint_hessian``)."""
 
     problem: object
+    hessian: str = eqx.field(static=True, default="gauss-newton")
 
     @property
     def state_shape(self):
@@ -208,8 +210,9 @@ class OracleReference(eqx.Module):
     def operator(self, y, mask, aux):
         from ..oracle import sensitivity_jvp, sensitivity_vjp
 
-        return (lambda dy: sensitivity_jvp(self.problem, aux, y, mask, dy.astype(F64)).astype(F64),
-                lambda dx: sensitivity_vjp(self.problem, aux, y, mask, dx.astype(F64)).astype(F64))
+        h = self.hessian
+        return (lambda dy: sensitivity_jvp(self.problem, aux, y, mask, dy.astype(F64), hessian=h).astype(F64),
+                lambda dx: sensitivity_vjp(self.problem, aux, y, mask, dx.astype(F64), hessian=h).astype(F64))
 
 
 class PosteriorReference(eqx.Module):

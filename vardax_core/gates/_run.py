@@ -81,7 +81,7 @@ def run_gates(posterior, problem, oracle_dataset, config: GateConfig | None, key
     sel_adj = conv[: config.adjoint_events]
     t = time.perf_counter()
     adjoint = adjoint_calibration(posterior, data["y"][sel_adj], data["mask"][sel_adj],
-                                  reference if reference is not None else OracleReference(problem), k_adj, config,
+                                  reference if reference is not None else OracleReference(problem, config.adjoint_hessian), k_adj, config,
                                   aux=data["mean"][sel_adj], state_shape=problem.state_shape)
     timings["adjoint_calibration"] = time.perf_counter() - t
 
@@ -97,7 +97,7 @@ def run_gates(posterior, problem, oracle_dataset, config: GateConfig | None, key
         "problem_hash": problem.hash,
         "posterior": type(posterior).__name__,
         "has_density": has_density(posterior),
-        "reference": type(reference).__name__ if reference is not None else "OracleReference",
+        "reference": type(reference).__name__ if reference is not None else f"OracleReference({config.adjoint_hessian})",
         "oracle_events": int(data["converged"].size),
         "oracle_unconverged_excluded": int((~data["converged"]).sum()),
         "code_version": __version__,

@@ -76,7 +76,6 @@ class HeadSpec(_Model):
     encoder: dict[str, Any] = Field(default_factory=dict)
     head: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
-    refine: dict[str, Any] | None = None
     seed: int = Field(0, ge=0)
 
 

@@ -88,7 +88,10 @@ def register_version(client: MlflowClient, config: PipelineConfig, model_uri: st
         client.create_registered_model(name, description=f"amortized posteriors for problem {config.problem.name}")
     except MlflowException:
         pass  # exists
-    mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    # MLflow 3 logs models as `models:/<model_id>`; a tracking server accepts that source
+    # only together with the model id (a local store infers it)
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
     return str(mv.version)
 

@@ -52,7 +52,7 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
     with mlflow.start_run(run_name=f"{head.name}") as run:
         mlflow.set_tags({"head_name": head.name, "head_type": head.type, "problem": problem.name, "train_key": key})
         mlflow.log_params(tracking.flat_params("", {"model": cfg, "train": head.train, "seed": head.seed,
-                                                   "problem": problem.config, "refine": head.refine or {}}))
+                                                   "problem": problem.config}))
         tracking.log_dataset_input(pairs, "training")
         tracking.log_dataset_input(oracle, "validation")
         posterior = build_posterior(problem, cfg, jax.random.key(head.seed))
@@ -68,14 +68,6 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
                 posterior, pairs.path, problem=problem, config=dict(head.train), seed=head.seed,
                 checkpoint_dir=str(Path(tmp) / "checkpoints"), callback=on_epoch, progress=False,
             )
-            if head.refine:
-                from vardax_core.amortized import refine
-                from vardax_core.oracle import open_oracle
-
-                posterior, rhist = refine(posterior, open_oracle(oracle.path, problem), problem=problem,
-                                          config=dict(head.refine), seed=head.seed)
-                for i, m in enumerate(rhist):
-                    mlflow.log_metrics({f"refine.{k}": float(v) for k, v in m.items()}, step=i)
             path = Path(tmp) / "posterior.vdx"
             save_posterior(str(path), posterior)
             model_uri = tracking.log_pyfunc(str(path))
@@ -91,8 +83,8 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
 
 @flow(name="train-head", log_prints=True)
 def train_head(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, oracle: DatasetRef) -> ModelRef:
-    """Train ``head`` on ``pairs`` (refined against ``oracle`` when configured), log it to
-    MLflow and register it. Cached on (head spec, dataset hashes, problem, registry):
+    """Train ``head`` on ``pairs``, log it to MLflow (with ``oracle`` as its validation
+    input) and register it. Cached on (head spec, dataset hashes, problem, registry):
     rerunning an unchanged config returns the registered version without retraining."""
     key = train_key(config, head, pairs, oracle)
     client = tracking.configure(config)

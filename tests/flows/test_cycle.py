@@ -51,7 +51,7 @@ def test_cycle_registers_tags_and_promotes_only_the_passing_head(first, client, 
     good, bad = by_head["gaussian-full"], by_head["undertrained"]
     assert good.passed, good.report_json
     assert not bad.passed and not bad.gates["posterior_agreement"]
-    versions = {v.version: v for v in client.search_model_versions(f"name='{name}'")}
+    versions = {str(v.version): v for v in client.search_model_versions(f"name='{name}'")}
     assert set(versions) == {good.model.version, bad.model.version}
     for o in (good, bad):
         tags = versions[o.model.version].tags
@@ -61,8 +61,8 @@ def test_cycle_registers_tags_and_promotes_only_the_passing_head(first, client, 
         assert tags["gates_passed"] == str(o.passed).lower()
         for g in ("posterior_agreement", "adjoint_calibration", "sbc"):
             assert tags[f"gate.{g}"] == ("passed" if o.gates[g] else "failed")
-    assert client.get_model_version_by_alias(name, "champion").version == good.model.version
-    assert client.get_model_version_by_alias(name, "challenger").version == bad.model.version
+    assert str(client.get_model_version_by_alias(name, "champion").version) == good.model.version
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == bad.model.version
     assert first.promotion.champion == good.model.version
 
 
@@ -121,15 +121,15 @@ def test_rerun_hits_the_caches(first, smoke, client):
 
 def test_failing_head_alone_never_takes_the_champion_alias(first, smoke, client):
     name = smoke.registered_model_name()
-    champion = client.get_model_version_by_alias(name, "champion").version
+    champion = str(client.get_model_version_by_alias(name, "champion").version)
     data = smoke.model_dump(mode="json")
     data["heads"] = [{**BAD_HEAD, "name": "undertrained-2", "seed": 1}]
     summary = six_step_cycle(type(smoke).model_validate(data))
     (outcome,) = summary.outcomes
     assert not outcome.passed
     assert client.get_model_version(name, outcome.model.version).tags["gates_passed"] == "false"
-    assert client.get_model_version_by_alias(name, "champion").version == champion
-    assert client.get_model_version_by_alias(name, "challenger").version == outcome.model.version
+    assert str(client.get_model_version_by_alias(name, "champion").version) == champion
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == outcome.model.version
     assert not summary.promotion.changed
 
 

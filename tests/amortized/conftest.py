@@ -54,7 +54,13 @@ L96_MODELS = {
         },
     },
 }
-SETUPS = {"linear_gaussian": (LG_MODELS, LG_TRAIN), "lorenz96": (L96_MODELS, L96_TRAIN)}
+# The full Gaussian head on linear_gaussian is trained on 2·10⁴ pairs (LG_GAUSSIAN_PAIRS):
+# with 10⁴ its mean RMS error is 0.053 σ_post (30 epochs) and 0.053 (60 epochs) with 0 %
+# missing, 0.062 / 0.060 with 20 %, above the 0.05 target; with 2·10⁴ pairs, batch 128 and
+# 20 epochs it was 0.020 on other held-out events.
+LG_GAUSSIAN_PAIRS = 20_000
+LG_TRAIN_BY_HEAD = {"gaussian": {"max_epochs": 20, "batch_size": 128}}
+SETUPS = {"linear_gaussian": (LG_MODELS, LG_TRAIN, LG_TRAIN_BY_HEAD), "lorenz96": (L96_MODELS, L96_TRAIN, L96_TRAIN_BY_HEAD)}
 
 
 @pytest.fixture(scope="session")
@@ -83,10 +89,11 @@ def trained(pairs_store):
     def get(name: str, head: str, missing_fraction: float = 0.0):
         key = (name, head, missing_fraction)
         if key not in cache:
-            models, train = SETUPS[name]
-            problem, path = pairs_store(name, missing_fraction)
+            models, train, by_head = SETUPS[name]
+            n = LG_GAUSSIAN_PAIRS if (name, head) == ("linear_gaussian", "gaussian") else N_PAIRS
+            problem, path = pairs_store(name, missing_fraction, n=n)
             posterior = build_posterior(problem, models[head], jax.random.key(0))
-            train = {**train, **(L96_TRAIN_BY_HEAD.get(head, {}) if name == "lorenz96" else {})}
+            train = {**train, **by_head.get(head, {})}
             posterior, history = fit(posterior, path, problem=problem, config=train, seed=0, progress=False)
             cache[key] = (problem, posterior, history)
         return cache[key]

@@ -161,3 +161,17 @@ def test_open_oracle_validates(pairs, store, tmp_path):
     del zarr.open_group(broken, mode="r+")["std"]
     with pytest.raises(ValueError, match="missing variable `std`"):
         open_oracle(broken, p)
+
+
+@pytest.mark.timeout(600)  # a regression hangs (batched LAPACK in two threads): fail, never hang
+def test_chunks_solved_by_concurrent_threads(pairs, store, tmp_path):
+    """A thread task runner solves chunks concurrently in one process; the writer
+    serialises the solves (see ``_SOLVE_LOCK``) and the store equals the sequential one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p, path = pairs
+    out = str(tmp_path / "threads.zarr")
+    writer = OracleStoreWriter(p, path, out, solver=SOLVER, chunk_size=CHUNK, pairs_hash=dataset_hash(path))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(writer.process_chunk, range(writer.n_chunks)))
+    assert dataset_hash(out) == dataset_hash(store)

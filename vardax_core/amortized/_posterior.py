@@ -369,8 +369,12 @@ def _construct(config_json: str, key) -> AmortizedPosterior:
 
 
 def posterior_skeleton(config: dict) -> AmortizedPosterior:
-    """The module described by ``config`` with shape-only leaves (no computation): what
-    saved weights are deserialised into. Validates the config like
-    :func:`posterior_from_config`."""
+    """The module described by ``config``, freshly initialised: what saved weights are
+    deserialised into. Validates the config like :func:`posterior_from_config`.
+
+    Built concretely, not with ``eqx.filter_eval_shape``: flowjax's coupling layers keep
+    a closure over their initial parameters (``get_ravelled_pytree_constructor``), which
+    under ``eval_shape`` would hold tracers — a loaded flow head then failed in the first
+    jitted call with an ``UnexpectedTracerError`` (the lorenz96 cycle's gates)."""
     _validate_stored(config)
-    return eqx.filter_eval_shape(_construct, json.dumps(config, sort_keys=True), jax.random.key(0))
+    return _construct(json.dumps(config, sort_keys=True), jax.random.key(0))

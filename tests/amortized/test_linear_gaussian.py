@@ -3,7 +3,7 @@
 - GaussianHead(full), trained on 2·10⁴ pairs (10⁴ falls short: see conftest.py): posterior-mean RMS error ≤ 0.05 σ_post and mean KL(exact ‖ q) ≤
   0.05 nats over 100 held-out observations;
 - the same with 20% of the observations missing at random;
-- the C2ST has power (the sampling heads are in test_linear_gaussian_sampling.py).
+- the C2ST has power (the sampling heads are in test_lg_*.py).
 """
 
 import jax

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict
@@ -113,16 +112,10 @@ def _log_pyfunc(emulator_file: str) -> str:
 
 def _register(client: MlflowClient, config: PipelineConfig, model_uri: str, run_id: str, tags: dict) -> str:
     """A new version of the emulator registered model, tagged, aliased ``challenger``."""
-    name = config.emulator_model_name()
-    try:
-        client.create_registered_model(name, description=f"neural emulators of {config.problem.name}'s forward model")
-    except MlflowException:
-        pass  # exists
-    # as in tracking.register_version: a tracking server needs the model id of a `models:/m-…` source
-    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-    mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
-    client.set_registered_model_alias(name, tracking.CHALLENGER, mv.version)
-    return str(mv.version)
+    return tracking.register_model_version(
+        client, config.emulator_model_name(), f"neural emulators of {config.problem.name}'s forward model",
+        model_uri, run_id, tags,
+    )
 
 
 @task(name="fit-emulator", persist_result=True)

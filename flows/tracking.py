@@ -82,10 +82,17 @@ def log_pyfunc(posterior_dir: str) -> str:
 
 
 def register_version(client: MlflowClient, config: PipelineConfig, model_uri: str, run_id: str, tags: dict[str, str]) -> str:
-    """Register ``model_uri`` as a new version, tag it and make it the ``challenger``."""
-    name = config.registered_model_name()
+    """Register ``model_uri`` as a new version of the problem's amortized-posterior model."""
+    return register_model_version(client, config.registered_model_name(),
+                                  f"amortized posteriors for problem {config.problem.name}", model_uri, run_id, tags)
+
+
+def register_model_version(client: MlflowClient, name: str, description: str, model_uri: str, run_id: str,
+                           tags: dict[str, str]) -> str:
+    """Register ``model_uri`` as a new version of ``name`` (created with ``description`` if
+    needed), tag it and make it the ``challenger``; returns the version."""
     try:
-        client.create_registered_model(name, description=f"amortized posteriors for problem {config.problem.name}")
+        client.create_registered_model(name, description=description)
     except MlflowException:
         pass  # exists
     # MLflow 3 logs models as `models:/<model_id>`; a tracking server accepts that source

@@ -10,19 +10,9 @@ from vardax_core.data import write_pairs
 from vardax_core.gates import GateConfig, PosteriorReference, adjoint_calibration
 from vardax_core.problems import get_problem
 
-from .test_interface import SMALL
+from .test_interface import SMALL, events, lg  # noqa: F401  (shared fixtures)
 
 TRAIN = {"max_epochs": 3, "batch_size": 64, "learning_rate": 3e-3, "patience": 5}
-
-
-@pytest.fixture(scope="module")
-def lg():
-    return get_problem("linear_gaussian", missing_fraction=0.2)
-
-
-@pytest.fixture(scope="module")
-def events(lg):
-    return lg.simulate(jax.random.key(3), 4)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -44,12 +44,6 @@ class AbstractHead(eqx.Module):
     n: eqx.AbstractVar[int]
     has_density: ClassVar[bool] = True
 
-    @property
-    def factors_matrices(self) -> bool:
-        """True when the head factors a matrix per event (Cholesky, triangular solves):
-        batched code then maps it over events (see ``map_events``)."""
-        return False
-
     def loss(self, u, c, key):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -139,10 +133,6 @@ class GaussianHead(AbstractHead):
             self.obs_affine = jnp.zeros((2, n_obs))  # a_j = α_j ỹ_j + β_j
             if self.trunk.net is not None:
                 self.obs_out = zero_linear(eqx.nn.Linear(self.trunk.width, n_obs, key=k4), 0.0)
-
-    @property
-    def factors_matrices(self) -> bool:
-        return self.covariance in ("full", "lowrank")
 
     def _params(self, c):
         h, mean = self.trunk(c[0])
@@ -251,10 +241,6 @@ class GaussianPreconditioner(eqx.Module):
 
     gauss: GaussianHead
 
-    @property
-    def factors_matrices(self) -> bool:
-        return self.gauss.factors_matrices
-
     def __init__(self, n: int, cond_dim: int, n_obs: int, cfg: dict, key):
         gcfg = {
             "covariance": cfg["precond_covariance"], "rank": 1, "obs_precision": cfg["obs_precision"],
@@ -349,10 +335,6 @@ class ConditionalFlowHead(AbstractHead):
     pre: GaussianPreconditioner
     flow: eqx.Module
     n: int = eqx.field(static=True)
-
-    @property
-    def factors_matrices(self) -> bool:
-        return self.pre.factors_matrices
 
     def __init__(self, n: int, cond_dim: int, n_obs: int, cfg: dict, key):
         from flowjax.bijections import RationalQuadraticSpline
@@ -463,9 +445,6 @@ class ScoreDiffusionHead(AbstractHead):
     net: eqx.nn.MLP
     n: int = eqx.field(static=True)
 
-    @property
-    def factors_matrices(self) -> bool:
-        return self.pre.factors_matrices
     n_freq: int = eqx.field(static=True)
     beta_min: float = eqx.field(static=True)
     beta_max: float = eqx.field(static=True)

@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_observations, check_shape, is_concrete
-from .._lax import map_events
 from .._version import __version__
 from ..posterior import Posterior
 from ..problems import Problem
@@ -201,11 +200,8 @@ class AmortizedPosterior(eqx.Module):
 
 
 def _per_event(model: AmortizedPosterior, fn, *args):
-    """``map_events`` (see ``vardax_core._lax``) for heads that factor matrices,
-    ``vmap`` (faster) otherwise. (Do not ``vmap`` a posterior's methods over a further
-    batch axis: that batches the LAPACK calls again.)"""
-    if model.head.factors_matrices:
-        return map_events(fn, *args)
+    """A head's single-event method vmapped over events. (The heads' factorisations are
+    plain XLA loops, ``amortized._linalg``, so batching them is safe on CPU.)"""
     return jax.vmap(fn)(*args)
 
 

@@ -100,8 +100,10 @@ class AnalysesWriter:
     def pending_chunks(self) -> list[int]:
         return self.store.pending_chunks()
 
-    def process_chunk(self, c: int) -> None:
-        """Analyse event chunk ``c`` (always a full-size batch, so one compiled shape)."""
+    def _launch(self, c: int):
+        """Read event chunk ``c`` and dispatch its analysis (always a full-size batch, so
+        one compiled shape). JAX dispatches asynchronously: the returned arrays are
+        computed while the caller goes on (e.g. writes the previous chunk)."""
         start, stop = self.store.chunk_bounds(c)
         size = self.store.chunk_size
         y = np.asarray(self.catalogue["y"][start:stop].values)
@@ -111,20 +113,38 @@ class AnalysesWriter:
             pad = [(0, size - k)] + [(0, 0)] * (y.ndim - 1)
             y, mask = np.pad(y, pad), np.pad(mask, pad)
         key = jax.random.fold_in(jax.random.key(self.seed), c)
-        mean, std, q, draws = _analyse(self.posterior, jnp.asarray(y), jnp.asarray(mask), key,
-                                       jnp.asarray(self.levels), self.n_samples)
+        return c, k, _analyse(self.posterior, jnp.asarray(y), jnp.asarray(mask), key,
+                              jnp.asarray(self.levels), self.n_samples)
+
+    def _write(self, launched) -> None:
+        c, k, (mean, std, q, draws) = launched
         out = {"mean": np.asarray(mean)[:k], "std": np.asarray(std)[:k], "quantiles": np.asarray(q)[:k]}
         if self.n_samples:
             out["samples"] = np.asarray(draws)[:k]
         self.store.write_chunk(c, out)
 
+    def process_chunk(self, c: int) -> None:
+        """Analyse event chunk ``c`` and write it (one unit of work for a task runner)."""
+        self._write(self._launch(c))
+
     def run(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Process every pending chunk here; returns how many were processed."""
+        """Process every pending chunk here; returns how many were processed. Chunk c+1 is
+        read and dispatched before chunk c is written, so the jitted analysis of one chunk
+        runs while the previous one is compressed and stored (a crash still loses at most
+        the chunks not yet marked done)."""
         pending = self.pending_chunks()
+        in_flight = None
         for i, c in enumerate(pending):
-            self.process_chunk(c)
+            launched = self._launch(c)
+            if in_flight is not None:
+                self._write(in_flight)
+                if progress is not None:
+                    progress(i, len(pending))
+            in_flight = launched
+        if in_flight is not None:
+            self._write(in_flight)
             if progress is not None:
-                progress(i + 1, len(pending))
+                progress(len(pending), len(pending))
         return len(pending)
 
 

@@ -11,6 +11,7 @@ worker — and written by region.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import equinox as eqx
 import jax
@@ -101,9 +102,8 @@ class AnalysesWriter:
         return self.store.pending_chunks()
 
     def _launch(self, c: int):
-        """Read event chunk ``c`` and dispatch its analysis (always a full-size batch, so
-        one compiled shape). JAX dispatches asynchronously: the returned arrays are
-        computed while the caller goes on (e.g. writes the previous chunk)."""
+        """Read event chunk ``c`` and analyse it (always a full-size batch, so one
+        compiled shape)."""
         start, stop = self.store.chunk_bounds(c)
         size = self.store.chunk_size
         y = np.asarray(self.catalogue["y"][start:stop].values)
@@ -128,23 +128,25 @@ class AnalysesWriter:
         self._write(self._launch(c))
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Process every pending chunk here; returns how many were processed. Chunk c+1 is
-        read and dispatched before chunk c is written, so the jitted analysis of one chunk
-        runs while the previous one is compressed and stored (a crash still loses at most
-        the chunks not yet marked done)."""
+        """Process every pending chunk here; returns how many were processed. Chunk c is
+        written by one background thread while chunk c+1 is read and analysed here
+        (compression and storage overlap the jitted analysis); at most two chunks are in
+        memory, chunks are marked done in order, and a crash still loses only chunks not
+        yet marked done."""
         pending = self.pending_chunks()
-        in_flight = None
-        for i, c in enumerate(pending):
-            launched = self._launch(c)
-            if in_flight is not None:
-                self._write(in_flight)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyses-writer") as pool:
+            writing = None
+            for i, c in enumerate(pending):
+                launched = self._launch(c)
+                if writing is not None:
+                    writing.result()  # re-raises a failed write
+                    if progress is not None:
+                        progress(i, len(pending))
+                writing = pool.submit(self._write, launched)
+            if writing is not None:
+                writing.result()
                 if progress is not None:
-                    progress(i, len(pending))
-            in_flight = launched
-        if in_flight is not None:
-            self._write(in_flight)
-            if progress is not None:
-                progress(len(pending), len(pending))
+                    progress(len(pending), len(pending))
         return len(pending)
 
 

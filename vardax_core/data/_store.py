@@ -132,7 +132,8 @@ class ChunkedStore:
             "chunk_done", shape=(self.n_chunks,), chunks=(1,), dtype="bool",
             fill_value=False, dimension_names=("chunk",),
         )
-        group.attrs.update({**self.attrs, "created": datetime.datetime.now(datetime.UTC).isoformat()})
+        # one metadata write (``attrs.update`` rewrites the group's zarr.json once per key)
+        group.update_attributes({**self.attrs, "created": datetime.datetime.now(datetime.UTC).isoformat()})
         return group
 
     # ---- progress -----------------------------------------------------------------

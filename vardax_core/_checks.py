@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import equinox as eqx
+
+
+def dataclass_from_dict(cls, d: dict | None):
+    """``cls(**d)`` for a dataclass config, refusing unknown keys with a message that
+    names them and lists the valid fields (a typo must never be silently ignored)."""
+    d = dict(d or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)} (it has no field by that name); "
+                         f"valid: {', '.join(sorted(names))}")
+    return cls(**d)
 
 
 def is_concrete(x) -> bool:

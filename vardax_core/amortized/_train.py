@@ -25,6 +25,7 @@ from ._posterior import AmortizedPosterior
 from ._posterior import _per_event as per_event
 from ._serial import read_blob, write_blob
 from ._standardize import StatsAccumulator
+from .._checks import dataclass_from_dict
 
 CHECKPOINT_KIND = "vardax-amortized-fit-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -88,12 +89,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "TrainConfig":
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"TrainConfig has no field(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 def _loss(model: AmortizedPosterior, x, y, mask, weight, key):

@@ -36,6 +36,7 @@ from ..gates._common import nonfinite_reason, order_statistic, summary_quantiles
 from ..problems import Problem
 from ._model import ConvResidualEmulator
 from ._train import HELDOUT_TAG, physics_map, simulate_transitions
+from .._checks import dataclass_from_dict
 
 FORWARD = "emulator_forward"
 JACOBIAN = "emulator_jacobian"
@@ -95,13 +96,7 @@ class EmulatorGateConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "EmulatorGateConfig":
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"EmulatorGateConfig: unknown field(s) {', '.join(unknown)}; valid: "
-                             f"{', '.join(sorted(names))}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

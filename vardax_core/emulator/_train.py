@@ -25,6 +25,7 @@ import optax
 from ..amortized import TrainConfig
 from ..amortized._nets import DTYPES
 from ..amortized._serial import read_blob, write_blob
+from .._checks import dataclass_from_dict
 from ..amortized._train import _leaves_hash, _pad
 from ..data import split_events
 from ..problems import Problem
@@ -111,14 +112,7 @@ class EmulatorTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "EmulatorTrainConfig":
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(
-                f"EmulatorTrainConfig has no field(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
-            )
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 # ---- data ----------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from .._checks import dataclass_from_dict
+
 
 @dataclasses.dataclass(frozen=True)
 class GateConfig:
@@ -127,11 +129,7 @@ class GateConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "GateConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"GateConfig: unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

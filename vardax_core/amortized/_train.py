@@ -5,10 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import math
-import os
-import time
 from collections.abc import Callable
 
 import equinox as eqx
@@ -23,9 +20,9 @@ from ._augment import ring_shift_stride, shift_events
 from ._nets import is_non_trainable, trainable_spec
 from ._posterior import AmortizedPosterior
 from ._posterior import _per_event as per_event
-from ._serial import read_blob, write_blob
 from ._standardize import StatsAccumulator
 from .._checks import dataclass_from_dict
+from .._epochs import EpochLoop
 
 CHECKPOINT_KIND = "vardax-amortized-fit-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -262,109 +259,35 @@ def fit(
         )
     )
     optimizer, train_step, eval_step = _steps(model, cfg.grad_clip, cfg.weight_decay)
+    loop = EpochLoop(cfg, identity=identity, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                     lr_at_step=schedule, checkpoint_dir=checkpoint_dir, checkpoint_file=CHECKPOINT_FILE,
+                     kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION, desc="fit", progress=progress,
+                     callback=callback)
     params, frozen, rest = split_model(model)
-    opt_state = optimizer.init(params)
-    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [], "done": False}
-    best = model
-    resumed_from = None
-    ckpt = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
-    if ckpt and os.path.exists(ckpt):
-        header, (model, opt_state, best) = read_blob(ckpt, (model, opt_state, best), kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION)
-        if header["identity"] != identity:
-            diff = sorted(k for k in identity if header["identity"].get(k) != identity[k])
-            raise ValueError(
-                f"checkpoint {ckpt!r} belongs to another training run (differs in: {', '.join(diff)}); "
-                "use another checkpoint_dir or delete it"
-            )
-        state = header["state"]
-        resumed_from = state["epoch"]
-        params, frozen, rest = split_model(model)
+    model, opt_state, _ = loop.resume(model, optimizer.init(params))
+    params, frozen, rest = split_model(model)
 
     key = jax.random.key(int(seed))
     train_key, val_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
-    bar = None
-    if progress and not state["done"]:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.max_epochs, initial=state["epoch"], desc="fit", unit="epoch", leave=False)
-    t_start = time.perf_counter()
-    try:
-        while not state["done"] and state["epoch"] < cfg.max_epochs:
-            epoch = state["epoch"]
-            t0 = time.perf_counter()
-            ekey = jax.random.fold_in(train_key, epoch)
-            losses = []
-            batches = iter_minibatches(
-                ds, cfg.batch_size, seed=seed, epoch=epoch, events=train_idx, buffer_chunks=cfg.buffer_chunks
+    for epoch in loop.epochs():
+        ekey = jax.random.fold_in(train_key, epoch)
+        losses = []
+        batches = iter_minibatches(
+            ds, cfg.batch_size, seed=seed, epoch=epoch, events=train_idx, buffer_chunks=cfg.buffer_chunks
+        )
+        shift_rng = np.random.default_rng([int(seed), epoch, 7])
+        for step, batch in enumerate(batches):
+            if stride is not None:
+                batch = shift_events(batch, shift_rng.integers(0, batch["y"].shape[-1], len(batch["x"])), stride)
+            lr = float(schedule(epoch * steps_per_epoch + step))
+            params, opt_state, loss = train_step(
+                params, frozen, opt_state, batch["x"], batch["y"], batch["mask"], jax.random.fold_in(ekey, step), lr
             )
-            shift_rng = np.random.default_rng([int(seed), epoch, 7])
-            for step, batch in enumerate(batches):
-                if stride is not None:
-                    batch = shift_events(batch, shift_rng.integers(0, batch["y"].shape[-1], len(batch["x"])), stride)
-                lr = float(schedule(epoch * steps_per_epoch + step))
-                params, opt_state, loss = train_step(
-                    params, frozen, opt_state, batch["x"], batch["y"], batch["mask"], jax.random.fold_in(ekey, step), lr
-                )
-                losses.append(loss)
-            train_loss = float(np.mean(jax.device_get(losses)))
-            val_loss = _validation_loss(eval_step, params, frozen, ds, val_idx, cfg, val_key)
-            if not math.isfinite(val_loss) or not math.isfinite(train_loss):
-                raise FloatingPointError(
-                    f"fit: non-finite loss at epoch {epoch} (train {train_loss}, validation {val_loss}); "
-                    "lower the learning rate or check the pairs"
-                )
-            model = eqx.combine(params, frozen, rest)
-            if val_loss < state["best_val_loss"] - cfg.min_delta:
-                state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-                best = model
-            else:
-                state["bad_epochs"] += 1
-            seconds = time.perf_counter() - t0
-            metrics = {
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "best_val_loss": state["best_val_loss"],
-                "learning_rate": float(schedule(min((epoch + 1) * steps_per_epoch, total_steps))),
-                "epoch_seconds": seconds,
-                "pairs_per_second": steps_per_epoch * cfg.batch_size / seconds,
-            }
-            state["history"].append({"epoch": epoch, **metrics})
-            state["epoch"] = epoch + 1
-            state["stopped_early"] = state["bad_epochs"] >= cfg.patience
-            state["done"] = state["stopped_early"] or state["epoch"] >= cfg.max_epochs
-            if ckpt:
-                os.makedirs(checkpoint_dir, exist_ok=True)
-                write_blob(
-                    ckpt, (model, opt_state, best),
-                    {"identity": identity, "state": state}, kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION,
-                )
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}")
-            if callback is not None:
-                callback(epoch, metrics)
-    finally:
-        if bar is not None:
-            bar.close()
+            losses.append(loss)
+        train_loss = float(np.mean(jax.device_get(losses)))
+        val_loss = _validation_loss(eval_step, params, frozen, ds, val_idx, cfg, val_key)
+        loop.end_epoch(epoch, eqx.combine(params, frozen, rest), opt_state, train_loss, val_loss, what="fit")
 
-    history = {
-        "epochs": state["history"],
-        "best_epoch": state["best_epoch"],
-        "best_val_loss": state["best_val_loss"],
-        "stopped_early": bool(state.get("stopped_early", False)),
-        "resumed_from_epoch": resumed_from,
-        "n_train": int(len(train_idx)),
-        "n_val": int(len(val_idx)),
-        "seconds": time.perf_counter() - t_start,
-    }
-    training = {
-        "store": store,
-        "train_config": cfg.to_dict(),
-        "seed": int(seed),
-        "n_train": history["n_train"],
-        "n_val": history["n_val"],
-        "best_epoch": state["best_epoch"],
-        "best_val_loss": state["best_val_loss"],
-        "epochs_run": state["epoch"],
-    }
-    return best.replace_config(training=training), history
+    history = loop.history(len(train_idx), len(val_idx))
+    training = loop.provenance(seed, len(train_idx), len(val_idx), store=store)
+    return loop.best.replace_config(training=training), history

@@ -11,9 +11,6 @@ epoch, and a result that depends only on the seed.
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
-import time
 from collections.abc import Callable
 
 import equinox as eqx
@@ -24,8 +21,8 @@ import optax
 
 from ..amortized import TrainConfig
 from ..amortized._nets import DTYPES
-from ..amortized._serial import read_blob, write_blob
 from .._checks import dataclass_from_dict
+from .._epochs import EpochLoop
 from ..amortized._train import _leaves_hash, _pad
 from ..data import split_events
 from ..problems import Problem
@@ -294,7 +291,7 @@ def fit_emulator(
         problem, jax.random.fold_in(jax.random.key(int(seed)), TRAIN_TAG), cfg.n_trajectories,
         steps_per_call=emulator.steps_per_call, trajectory_steps=cfg.trajectory_steps, spread=cfg.spread,
     )
-    train, val = _flatten_pairs(data, train_traj), _flatten_pairs(data, val_traj)
+    train, val_data = _flatten_pairs(data, train_traj), _flatten_pairs(data, val_traj)
     n_train = len(train["x"])
     if n_train < cfg.batch_size:
         raise ValueError(f"{n_train} training pairs are fewer than batch_size={cfg.batch_size}; "
@@ -314,96 +311,30 @@ def fit_emulator(
         train["x"].mean(), train["x"].std(), inc.mean(), inc.std())
     tangent_scale = jnp.asarray(np.mean(np.sum((train["jv"] - train["v"]) ** 2, axis=-1)))
     jacobian_weight = float(cfg.jacobian_weight)
+    loop = EpochLoop(cfg, identity=identity, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                     lr_at_step=schedule, checkpoint_dir=checkpoint_dir, checkpoint_file=CHECKPOINT_FILE,
+                     kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION, desc="fit_emulator", progress=progress,
+                     callback=callback)
     params, rest = _partition(model)
-    opt_state = optimizer.init(params)
-    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [], "done": False}
-    best = model
-    resumed_from = None
-    ckpt = os.path.join(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
-    if ckpt and os.path.exists(ckpt):
-        header, (model, opt_state, best) = read_blob(ckpt, (model, opt_state, best), kind=CHECKPOINT_KIND,
-                                                     version=CHECKPOINT_VERSION)
-        if header["identity"] != identity:
-            diff = sorted(k for k in identity if header["identity"].get(k) != identity[k])
-            raise ValueError(
-                f"checkpoint {ckpt!r} belongs to another training run (differs in: {', '.join(diff)}); "
-                "use another checkpoint_dir or delete it"
-            )
-        state = header["state"]
-        resumed_from = state["epoch"]
-        params, rest = _partition(model)
+    model, opt_state, _ = loop.resume(model, optimizer.init(params))
+    params, rest = _partition(model)
 
     train_dev = {k: jnp.asarray(v) for k, v in train.items()}
-    bar = None
-    if progress and not state["done"]:
-        from tqdm.auto import tqdm
+    for epoch in loop.epochs():
+        order = np.random.default_rng([int(seed), epoch]).permutation(n_train)
+        losses = []
+        for step in range(steps_per_epoch):
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            params, opt_state, loss = _train_step(params, rest, opt_state, train_dev, idx,
+                                                  jnp.asarray(jacobian_weight), tangent_scale, optim,
+                                                  steps_per_epoch, jacobian_weight > 0)
+            losses.append(loss)
+        train_loss = float(np.mean(jax.device_get(losses)))
+        val = _validate(params, rest, val_data, cfg.batch_size, jacobian_weight, tangent_scale)
+        val_loss = val.pop("val_loss")
+        loop.end_epoch(epoch, eqx.combine(params, rest), opt_state, train_loss, val_loss, extra=val,
+                       what="fit_emulator")
 
-        bar = tqdm(total=cfg.max_epochs, initial=state["epoch"], desc="fit_emulator", unit="epoch", leave=False)
-    t_start = time.perf_counter()
-    try:
-        while not state["done"] and state["epoch"] < cfg.max_epochs:
-            epoch = state["epoch"]
-            t0 = time.perf_counter()
-            order = np.random.default_rng([int(seed), epoch]).permutation(n_train)
-            losses = []
-            for step in range(steps_per_epoch):
-                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                params, opt_state, loss = _train_step(params, rest, opt_state, train_dev, idx,
-                                                      jnp.asarray(jacobian_weight), tangent_scale, optim,
-                                                      steps_per_epoch, jacobian_weight > 0)
-                losses.append(loss)
-            train_loss = float(np.mean(jax.device_get(losses)))
-            metrics = {"train_loss": train_loss,
-                       **_validate(params, rest, val, cfg.batch_size, jacobian_weight, tangent_scale)}
-            if not (math.isfinite(metrics["val_loss"]) and math.isfinite(train_loss)):
-                raise FloatingPointError(
-                    f"fit_emulator: non-finite loss at epoch {epoch} (train {train_loss}, validation "
-                    f"{metrics['val_loss']}); lower the learning rate"
-                )
-            model = eqx.combine(params, rest)
-            if metrics["val_loss"] < state["best_val_loss"] - cfg.min_delta:
-                state.update(best_val_loss=metrics["val_loss"], best_epoch=epoch, bad_epochs=0)
-                best = model
-            else:
-                state["bad_epochs"] += 1
-            seconds = time.perf_counter() - t0
-            metrics.update(best_val_loss=state["best_val_loss"],
-                           learning_rate=float(schedule(min((epoch + 1) * steps_per_epoch, total_steps))),
-                           epoch_seconds=seconds, pairs_per_second=steps_per_epoch * cfg.batch_size / seconds)
-            state["history"].append({"epoch": epoch, **metrics})
-            state["epoch"] = epoch + 1
-            state["stopped_early"] = state["bad_epochs"] >= cfg.patience
-            state["done"] = state["stopped_early"] or state["epoch"] >= cfg.max_epochs
-            if ckpt:
-                os.makedirs(checkpoint_dir, exist_ok=True)
-                write_blob(ckpt, (model, opt_state, best), {"identity": identity, "state": state},
-                           kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(train=f"{train_loss:.3g}", val=f"{metrics['val_loss']:.3g}")
-            if callback is not None:
-                callback(epoch, metrics)
-    finally:
-        if bar is not None:
-            bar.close()
-
-    history = {
-        "epochs": state["history"],
-        "best_epoch": state["best_epoch"],
-        "best_val_loss": state["best_val_loss"],
-        "stopped_early": bool(state.get("stopped_early", False)),
-        "resumed_from_epoch": resumed_from,
-        "n_train": n_train,
-        "n_val": int(len(val["x"])),
-        "seconds": time.perf_counter() - t_start,
-    }
-    training = {
-        "train_config": cfg.to_dict(),
-        "seed": int(seed),
-        "n_train": history["n_train"],
-        "n_val": history["n_val"],
-        "best_epoch": state["best_epoch"],
-        "best_val_loss": state["best_val_loss"],
-        "epochs_run": state["epoch"],
-    }
-    return best.astype(emulator.dtype).replace_config(training=training), history
+    history = loop.history(n_train, len(val_data["x"]))
+    training = loop.provenance(seed, n_train, len(val_data["x"]))
+    return loop.best.astype(emulator.dtype).replace_config(training=training), history

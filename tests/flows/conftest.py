@@ -1,6 +1,9 @@
 """Pipeline tests: one Prefect test server per session, MLflow on SQLite in a temp folder."""
 
+import asyncio
+import inspect
 import os
+from unittest import mock
 
 import pytest
 
@@ -19,9 +22,58 @@ def vardax_home(tmp_path_factory):
             os.environ[k] = v
 
 
+DRAIN_TIMEOUT_S = 20
+
+
+class _BoundedLogWorker:
+    """Stands in for ``APILogWorker`` while the harness exits: its ``drain`` gives up
+    after ``DRAIN_TIMEOUT_S`` instead of waiting forever."""
+
+    @staticmethod
+    def instance():
+        from prefect.logging.handlers import APILogWorker
+
+        real = APILogWorker.instance()
+
+        class _Worker:
+            def drain(self):
+                result = real.drain()
+                if not inspect.isawaitable(result):
+                    return result
+
+                async def bounded():
+                    try:
+                        await asyncio.wait_for(result, DRAIN_TIMEOUT_S)
+                    except asyncio.TimeoutError:
+                        print(f"prefect harness: log drain gave up after {DRAIN_TIMEOUT_S} s")
+
+                return bounded()
+
+        return _Worker()
+
+
+class _BoundedEventsWorker:
+    """Stands in for ``EventsWorker`` while the harness exits (``drain_all`` with a timeout)."""
+
+    @staticmethod
+    def drain_all():
+        from prefect.events.worker import EventsWorker
+
+        return EventsWorker.drain_all(timeout=DRAIN_TIMEOUT_S)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness(vardax_home):
-    from prefect.testing.utilities import prefect_test_harness
+    """One Prefect test server per worker process. On exit the harness drains the log and
+    event workers before stopping the server; that drain was observed to wait forever
+    (every thread idle) at the end of a CI run after the Dask test, so it is bounded."""
+    from prefect.testing import utilities as harness
 
-    with prefect_test_harness(server_startup_timeout=180):
+    cm = harness.prefect_test_harness(server_startup_timeout=180)
+    cm.__enter__()
+    try:
         yield
+    finally:
+        with mock.patch.object(harness, "APILogWorker", _BoundedLogWorker), \
+                mock.patch.object(harness, "EventsWorker", _BoundedEventsWorker):
+            cm.__exit__(None, None, None)

@@ -42,6 +42,8 @@ _LONG_FILES = (
     "tests/amortized/test_lg_flow_complete.py",
     "tests/amortized/test_lg_flow_gappy.py",
     "tests/amortized/test_lg_score.py",
+    "tests/notebooks/test_notebooks_late.py",
+    "tests/notebooks/test_notebooks.py",
     "tests/flows/test_emulator_flow.py",
     "tests/flows/test_servers.py",
     "tests/amortized/test_linear_gaussian.py",

@@ -80,10 +80,19 @@ class HeadSpec(_Model):
 
 
 class GateSpec(_Model):
-    """Gate settings (defaults from DESIGN.md); passed to ``vardax_core.gates``."""
+    """Gate settings (defaults from DESIGN.md); passed to ``vardax_core.gates``. Checked
+    when the config is loaded: an unknown key or an invalid value is refused by name
+    before anything runs."""
 
     settings: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _valid_settings(self):
+        from vardax_core.gates import GateConfig
+
+        GateConfig.from_dict(self.settings)
+        return self
 
 
 class EmulatorSpec(_Model):

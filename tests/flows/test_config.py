@@ -33,6 +33,8 @@ def test_defaults_resolve_under_vardax_home(monkeypatch, tmp_path):
         ({"heads": [HEAD, HEAD]}, "heads"),
         ({"heads": [HEAD], "surprise": 1}, "surprise"),
         ({"heads": [HEAD], "oracle": {"solver": "newton"}}, "oracle.solver"),
+        ({"heads": [HEAD], "gates": {"settings": {"tolerance": 1.0}}}, "gates"),
+        ({"heads": [HEAD], "gates": {"settings": {"sbc_draws": 100}}}, "gates"),
     ],
 )
 def test_bad_configs_name_the_field(data, field):

@@ -47,8 +47,8 @@ class EpochLoop:
         self.t_start = time.perf_counter()
 
     def resume(self, model, opt_state):
-        """``(model, opt_state, best)``: from the checkpoint of this run if there is one,
-        else the arguments (and ``best = model``)."""
+        """``(model, opt_state)`` from the checkpoint of this run if there is one (and
+        ``self.best`` with them), else the arguments (and ``self.best = model``)."""
         from .amortized._serial import read_blob
 
         best = model
@@ -64,7 +64,7 @@ class EpochLoop:
             self.state = header["state"]
             self.resumed_from = self.state["epoch"]
         self.best = best
-        return model, opt_state, best
+        return model, opt_state
 
     def epochs(self) -> Iterator[int]:
         """The epochs still to run, with the progress bar open around them."""

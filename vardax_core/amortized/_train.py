@@ -264,7 +264,7 @@ def fit(
                      kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION, desc="fit", progress=progress,
                      callback=callback)
     params, frozen, rest = split_model(model)
-    model, opt_state, _ = loop.resume(model, optimizer.init(params))
+    model, opt_state = loop.resume(model, optimizer.init(params))
     params, frozen, rest = split_model(model)
 
     key = jax.random.key(int(seed))

@@ -316,7 +316,7 @@ def fit_emulator(
                      kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION, desc="fit_emulator", progress=progress,
                      callback=callback)
     params, rest = _partition(model)
-    model, opt_state, _ = loop.resume(model, optimizer.init(params))
+    model, opt_state = loop.resume(model, optimizer.init(params))
     params, rest = _partition(model)
 
     train_dev = {k: jnp.asarray(v) for k, v in train.items()}

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             from .oracle import oracle_solve
             from .simulate import simulate_pairs
 
-            oracle = oracle_solve(config, simulate_pairs(config)["heldout"])
+            oracle = oracle_solve(config, simulate_pairs(config, ("heldout",))["heldout"])
             agreement = emulator_oracle(config, outcome.model, oracle)
             out["agreement"] = json.loads(agreement.model_dump_json(exclude={"gate_json"}))
         print(json.dumps(out, indent=2))
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         from .oracle import oracle_solve
         from .simulate import simulate_pairs
 
-        ref = oracle_solve(config, simulate_pairs(config)["heldout"])
+        ref = oracle_solve(config, simulate_pairs(config, ("heldout",))["heldout"])
         print(json.dumps(ref.model_dump(), indent=2))
         return 0
     if args.command == "train":
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if version is None:
             print(f"vardax: {name!r} has no versions yet; run `vardax train` first", file=sys.stderr)
             return 2
-        oracle = oracle_solve(config, simulate_pairs(config)["heldout"])
+        oracle = oracle_solve(config, simulate_pairs(config, ("heldout",))["heldout"])
         outcome = validate_gates(config, version_ref(client, name, version), oracle)
         print(outcome.report_json)
         if args.command == "promote":

@@ -108,6 +108,12 @@ class EmulatorSpec(_Model):
     (default: the ``gates.settings`` of the heads); ``seed``: initial weights and
     training draws; ``gate_seed``: held-out states and probes of the emulator gates;
     ``registered_model``: default ``vardax-<problem>-emulator``.
+
+    ``train_pairs``: simulate the heads' training pairs with the emulator (step 3 feeding
+    step 5; same size and seed as the physics pairs) — used only when the emulator passed
+    both its gates, otherwise the heads train on physics pairs and the cycle says why. The
+    held-out events, the oracle and the heads' gates stay physics: a head trained on
+    emulated pairs is gated against the physics oracle like any other.
     """
 
     enabled: bool = True
@@ -118,6 +124,7 @@ class EmulatorSpec(_Model):
     seed: int = Field(0, ge=0)
     gate_seed: int = Field(0, ge=0)
     registered_model: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    train_pairs: bool = False
 
     @model_validator(mode="after")
     def _valid_settings(self):

@@ -4,7 +4,11 @@ With the config's ``emulator`` section enabled, steps 3–4 run after the oracle
 ``train-emulator`` flow (train, gate on forward and Jacobian error, champion of
 ``vardax-<problem>-emulator`` only when both pass) and the ``emulator-oracle`` flow (the
 oracle's 4DVar with ``forward=emulator`` on the held-out events, gated against the
-physics oracle); both outcomes are in the summary.
+physics oracle); both outcomes are in the summary. With ``emulator.train_pairs`` the
+heads' training pairs are simulated with the emulator when it passed both its gates
+(``simulate-emulator-pairs``; the physics training pairs are then not simulated at all),
+and the heads are gated against the physics oracle as always; the summary says which
+pairs the heads trained on, and why.
 
 Each step is its own flow (usable alone) and caches on dataset paths and content
 hashes, so rerunning an unchanged config skips finished work. The cycle ends with a
@@ -22,7 +26,7 @@ from pydantic import BaseModel
 
 from . import tracking
 from .config import PipelineConfig, load_config, vardax_home
-from .emulator import EmulatorAgreement, EmulatorOutcome, emulator_oracle, train_emulator
+from .emulator import EmulatorAgreement, EmulatorOutcome, emulator_oracle, simulate_emulator_pairs, train_emulator
 from .gates import validate_gates
 from .oracle import oracle_solve
 from .promote import promote
@@ -49,6 +53,22 @@ class CycleSummary(BaseModel):
     tracking_uri: str
     store_root: str
     emulator: EmulatorStepResult | None = None
+    training_pairs: str = "physics"
+
+
+def training_pairs_source(config: PipelineConfig, emulator: EmulatorStepResult | None) -> tuple[bool, str]:
+    """Whether the heads train on pairs simulated with the cycle's emulator, and why: only
+    with ``emulator.train_pairs`` and only when the emulator passed both its gates."""
+    if not (config.emulator_enabled() and config.emulator.train_pairs):
+        return False, "physics"
+    if emulator is None:
+        raise ValueError("emulator.train_pairs is set but the cycle ran no emulator step")
+    o = emulator.outcome
+    if not o.passed:
+        failed = sorted(g for g, ok in o.gates.items() if not ok)
+        return False, (f"physics: {o.model.name} v{o.model.version} failed {', '.join(failed)}, "
+                       "so its pairs are not used (emulator.train_pairs)")
+    return True, f"emulator: {o.model.name} v{o.model.version} (forward and Jacobian gates passed)"
 
 
 @flow(name="six-step-cycle", log_prints=True)
@@ -60,7 +80,9 @@ def six_step_cycle(config: PipelineConfig | None = None) -> CycleSummary:
     config = config or load_config("lorenz96")
     logger.info("six-step cycle %r on %s with heads %s", config.name, config.problem.name, [h.name for h in config.heads])
     steps: list[dict[str, Any]] = []
-    pairs = simulate_pairs(config)
+    emulated_pairs = config.emulator_enabled() and config.emulator.train_pairs
+    # with emulated training pairs, the physics ones are simulated only if the emulator fails
+    pairs = simulate_pairs(config, ("heldout",) if emulated_pairs else ("train", "heldout"))
     steps += [{"step": "simulate-pairs", "what": k, "cached": v.cached} for k, v in pairs.items()]
     oracle = oracle_solve(config, pairs["heldout"])
     steps.append({"step": "oracle-solve", "what": "heldout", "cached": oracle.cached})
@@ -72,9 +94,19 @@ def six_step_cycle(config: PipelineConfig | None = None) -> CycleSummary:
         agreement = emulator_oracle(config, outcome.model, oracle)
         steps.append({"step": "emulator-oracle", "what": "heldout", "cached": agreement.cached})
         emulator = EmulatorStepResult(outcome=outcome, agreement=agreement)
+    use_emulator, training_pairs = training_pairs_source(config, emulator)
+    if use_emulator:
+        train_pairs = simulate_emulator_pairs(config, emulator.outcome.model)
+        steps.append({"step": "simulate-emulator-pairs", "what": "train", "cached": train_pairs.cached})
+    elif "train" in pairs:
+        train_pairs = pairs["train"]
+    else:
+        logger.warning("heads train on physics pairs: %s", training_pairs)
+        train_pairs = simulate_pairs(config, ("train",))["train"]
+        steps.append({"step": "simulate-pairs", "what": "train", "cached": train_pairs.cached})
     outcomes = []
     for head in config.heads:
-        model = train_head(config, head, pairs["train"], oracle)
+        model = train_head(config, head, train_pairs, oracle)
         steps.append({"step": "train-head", "what": head.name, "cached": model.cached})
         outcome = validate_gates(config, model, oracle)
         steps.append({"step": "validate-gates", "what": head.name, "cached": outcome.cached})
@@ -82,9 +114,10 @@ def six_step_cycle(config: PipelineConfig | None = None) -> CycleSummary:
     promotion = promote(config, outcomes)
     summary = CycleSummary(
         config=config.name, problem=config.problem.name, registered_model=config.registered_model_name(),
-        datasets={"pairs-train": pairs["train"], "pairs-heldout": pairs["heldout"], "oracle": oracle},
+        datasets={"pairs-train": train_pairs, "pairs-heldout": pairs["heldout"], "oracle": oracle},
         outcomes=outcomes, promotion=promotion, steps=steps,
         tracking_uri=config.tracking_uri(), store_root=config.resolved_store_root(), emulator=emulator,
+        training_pairs=training_pairs,
     )
     create_markdown_artifact(key="six-step-cycle-summary", markdown=summary_markdown(summary),
                              description=f"cycle {config.name}")
@@ -120,6 +153,7 @@ def summary_markdown(s: CycleSummary) -> str:
     lines += [f"| {k} | `{d.path}` | {d.n_events} | {d.hash} |" for k, d in s.datasets.items()]
     if s.emulator is not None:
         lines += ["", *emulator_markdown(s.emulator)]
+    lines += ["", f"Training pairs of the heads: {s.training_pairs}. Every head is gated against the physics oracle."]
     ran = [f"{st['step']}:{st['what']}" for st in s.steps if not st["cached"]]
     lines += ["", f"Steps run: {', '.join(ran) or 'none (all cached)'}", ""]
     lines += [

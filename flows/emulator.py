@@ -20,6 +20,10 @@ oracle store (``vardax_core.emulator.emulator_agreement_from_oracle``: within 1Ï
 (``gate.emulator_agreement`` tag). Promotion stays the two emulator gates' decision
 (issue 8); the agreement outcome is reported next to it.
 
+``simulate-emulator-pairs`` (the cycle, with ``emulator.train_pairs``): the heads'
+training pairs simulated with a gated emulator version instead of the physics; the heads
+trained on them are gated against the physics oracle as usual.
+
 All numerics are in ``vardax_core.emulator``; each task is cached on its inputs'
 hashes, and refreshed when its MLflow record is gone.
 """
@@ -38,7 +42,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict
 
 from . import tracking
-from .caching import keyed_task_options
+from .caching import keyed_task_options, store_complete
 from .config import EmulatorSpec, PipelineConfig, load_config
 from .gates import gate_statistics
 from .progress import Progress
@@ -316,6 +320,50 @@ def emulator_oracle(config: PipelineConfig, model: ModelRef, oracle: DatasetRef)
     valid = AGREEMENT_TAG in client.get_model_version(model.name, model.version).tags
     opts = keyed_task_options(agreement_key(config, model, oracle), valid)
     return resolve(emulator_agreement_task.with_options(**opts)(config, model, oracle, return_state=True))
+
+
+# ---- 5. training pairs from the emulator (step 3 feeding step 5) ----------------------------------
+
+def emulator_pairs_path(config: PipelineConfig, model: ModelRef) -> tuple[str, int, int]:
+    """Location, size and seed of the emulated training pairs of an emulator version: the
+    physics training pairs' size and seed, a store of its own per version."""
+    from .simulate import pairs_path
+
+    path, n, seed = pairs_path(config, "train")
+    tag = _hash({"name": model.name, "version": model.version, "run_id": model.run_id})[:12]
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-emulator-v{model.version}-{tag}.zarr")), n, seed
+
+
+@task(name="write-emulator-pairs", retries=1, retry_delay_seconds=2, persist_result=True)
+def write_emulator_pairs_task(config: PipelineConfig, model: ModelRef) -> DatasetRef:
+    from vardax_core.data import dataset_hash
+    from vardax_core.emulator import write_emulated_pairs
+
+    logger = get_run_logger()
+    path, n, seed = emulator_pairs_path(config, model)
+    problem = config.problem.build()
+    emulator = load_emulator_version(model.model_uri)
+    logger.info("simulating %d training pairs of %s with %s v%s (seed %d) into %s", n, problem.name, model.name,
+                model.version, seed, path)
+    progress = Progress("simulate-emulator-pairs", "Simulating training pairs with the emulator")
+    write_emulated_pairs(problem, emulator, path, n, seed, chunk_size=config.data.chunk_size,
+                         progress=progress.update, attrs={"emulator_model": model.name,
+                                                          "emulator_version": model.version,
+                                                          "emulator_run_id": model.run_id})
+    return DatasetRef(kind="pairs-train-emulator", path=path, hash=dataset_hash(path), n_events=n)
+
+
+@flow(name="simulate-emulator-pairs", log_prints=True)
+def simulate_emulator_pairs(config: PipelineConfig, model: ModelRef) -> DatasetRef:
+    """The heads' training pairs simulated with the emulator version ``model`` in place of
+    the physics (``vardax_core.emulator.write_emulated_pairs``). Cached on (version,
+    problem, size, seed) while the store is complete; resumable."""
+    path, n, seed = emulator_pairs_path(config, model)
+    key = _hash({"pairs": "emulator", "problem": config.problem.build().hash, "path": path, "n": n, "seed": seed,
+                 "model": model.model_dump(mode="json", exclude={"cached"})})
+    opts = keyed_task_options(key, valid=store_complete(path))
+    return resolve(write_emulator_pairs_task.with_options(**opts)(config, model, return_state=True))
 
 
 if __name__ == "__main__":

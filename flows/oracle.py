@@ -103,4 +103,4 @@ if __name__ == "__main__":
     from .simulate import simulate_pairs
 
     cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else "lorenz96")
-    print(oracle_solve(cfg, simulate_pairs(cfg)["heldout"]))
+    print(oracle_solve(cfg, simulate_pairs(cfg, ("heldout",))["heldout"]))

@@ -47,15 +47,19 @@ def _pairs_key(config: PipelineConfig, split: str) -> str:
 
 
 @flow(name="simulate-pairs", log_prints=True)
-def simulate_pairs(config: PipelineConfig) -> dict[str, DatasetRef]:
-    """Simulate the training pairs and the held-out events of ``config``.
+def simulate_pairs(config: PipelineConfig, splits: tuple[str, ...] = ("train", "heldout")) -> dict[str, DatasetRef]:
+    """Simulate the training pairs and the held-out events of ``config`` (``splits``:
+    which of the two).
 
     Each store is keyed by problem hash, size and seed: a rerun with the same config is
     served from the cache (and the writers are resumable, so an interrupted run finishes
     the missing chunks).
     """
+    unknown = set(splits) - {"train", "heldout"}
+    if unknown or not splits:
+        raise ValueError(f"simulate_pairs: `splits` must be a non-empty subset of ('train', 'heldout'), got {splits}")
     refs = {}
-    for split in ("train", "heldout"):
+    for split in splits:
         path, _, _ = pairs_path(config, split)
         opts = keyed_task_options(_pairs_key(config, split), valid=store_complete(path))
         refs[split] = resolve(write_pairs_task.with_options(**opts)(config, split, return_state=True))

@@ -21,6 +21,18 @@ from .progress import Progress
 from .refs import DatasetRef, ModelRef, resolve
 
 
+def pairs_provenance(pairs: DatasetRef) -> dict[str, str]:
+    """Tags saying what simulated a head's training pairs: ``pairs_forward`` (``physics`` or
+    ``emulator``) and, for emulated pairs, ``pairs_emulator`` (``<model>/<version>``)."""
+    import zarr
+
+    attrs = zarr.open_group(store=pairs.path, mode="r").attrs
+    tags = {"pairs_forward": str(attrs.get("forward", "physics"))}
+    if tags["pairs_forward"] == "emulator":
+        tags["pairs_emulator"] = f"{attrs.get('emulator_model', '?')}/{attrs.get('emulator_version', '?')}"
+    return tags
+
+
 def model_config(head: HeadSpec) -> dict:
     """The ``vardax_core.amortized.build_posterior`` config of a head spec."""
     return {"encoder": dict(head.encoder), "head": {"type": head.type, **head.head}}
@@ -49,8 +61,10 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
     problem = config.problem.build()
     progress = Progress(f"train-{head.name}", f"Training head {head.name}")
     cfg = model_config(head)
+    provenance = pairs_provenance(pairs)
     with mlflow.start_run(run_name=f"{head.name}") as run:
-        mlflow.set_tags({"head_name": head.name, "head_type": head.type, "problem": problem.name, "train_key": key})
+        mlflow.set_tags({"head_name": head.name, "head_type": head.type, "problem": problem.name, "train_key": key,
+                         **provenance})
         mlflow.log_params(tracking.flat_params("", {"model": cfg, "train": head.train, "seed": head.seed,
                                                    "problem": problem.config}))
         tracking.log_dataset_input(pairs, "training")
@@ -74,6 +88,7 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
     tags = {
         "head_name": head.name, "head_type": head.type, "problem": problem.name, "problem_hash": problem.hash,
         "pairs_hash": pairs.hash, "oracle_hash": oracle.hash, "train_key": key, "gates_passed": "pending",
+        **provenance,
     }
     version = tracking.register_version(client, config, model_uri, run.info.run_id, tags)
     logger.info("registered %s version %s (challenger)", config.registered_model_name(), version)

@@ -4,8 +4,9 @@ The smoke config (linear_gaussian, n=10) with an ``emulator`` section: a small e
 (4 channels, one block, 200 trajectories, 10 epochs) that passes both emulator gates
 honestly, and a degraded one (one epoch at learning rate 1e-6) that fails them. One
 Prefect test server for the session, MLflow on SQLite in a temp folder. The cycle runs
-first (it trains and gates the emulator; its heads get a short budget: they are not
-under test here); the flow tests after it reuse its caches.
+first (it trains and gates the emulator, then — ``train_pairs`` — trains the heads on
+pairs simulated with it and gates them against the physics oracle; the heads get a short
+budget: their quality is not under test here); the flow tests after it reuse its caches.
 """
 
 import json
@@ -39,7 +40,7 @@ def smoke(tmp_path_factory, vardax_home):
     data = base.model_dump(mode="json")
     data["store_root"] = str(root / "stores")
     data["tracking"] = {"uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_root": (root / "artifacts").as_uri()}
-    data["emulator"] = EMULATOR
+    data["emulator"] = {**EMULATOR, "train_pairs": True}
     # the heads' side of the cycle is not under test here: a short budget for it
     data["data"] = {**data["data"], "n_train": 1000}
     data["heads"] = [{**data["heads"][0], "train": {**data["heads"][0]["train"], "max_epochs": 3}}]
@@ -108,6 +109,88 @@ def test_cycle_with_the_flag_runs_the_emulator_step(cycle, client, smoke):
 
     md = summary_markdown(cycle)
     assert name in md and "4DVar agreement" in md
+
+
+@pytest.mark.pipeline
+@pytest.mark.slow
+def test_heads_train_on_emulated_pairs_and_are_gated_against_the_physics_oracle(cycle, client, smoke):
+    import jax
+    import zarr
+
+    from flows.emulator import load_emulator_version
+    from flows.simulate import pairs_path
+    from vardax_core.data import open_pairs
+    from vardax_core.emulator import emulator_fingerprint
+
+    e = cycle.emulator.outcome
+    assert cycle.training_pairs.startswith(f"emulator: {e.model.name} v{e.model.version}"), cycle.training_pairs
+    ran = [(s["step"], s["what"], s["cached"]) for s in cycle.steps]
+    assert ("simulate-emulator-pairs", "train", False) in ran
+    assert ("simulate-pairs", "train", False) not in ran  # the physics training pairs were not needed
+    physics_train, n, seed = pairs_path(smoke, "train")
+    assert not __import__("os").path.exists(physics_train)
+    train = cycle.datasets["pairs-train"]
+    assert train.kind == "pairs-train-emulator" and train.n_events == n == smoke.data.n_train
+    # the store: the problem's pairs, simulated with this emulator version
+    problem = smoke.problem.build()
+    attrs = zarr.open_group(store=train.path, mode="r").attrs
+    emulator = load_emulator_version(e.model.model_uri)
+    assert attrs["forward"] == "emulator" and attrs["seed"] == seed and attrs["problem_hash"] == problem.hash
+    assert attrs["emulator_model"] == e.model.name and attrs["emulator_version"] == e.model.version
+    assert attrs["emulator_fingerprint"] == emulator_fingerprint(emulator)
+    # same x₀, noise and mask as the physics pairs of that seed: y differs only by the
+    # emulator's window error, which its forward gate bounds (< 1 % per step)
+    ds = open_pairs(train.path, problem)
+    k = 200
+    x, y, mask = problem.simulate(jax.random.key(seed), k)
+    m = np.asarray(mask)
+    np.testing.assert_array_equal(ds["x"].values[:k], np.asarray(x))
+    np.testing.assert_array_equal(ds["mask"].values[:k], m)
+    err = np.abs(ds["y"].values[:k] - np.asarray(y))[m]
+    scale = np.abs(np.asarray(jax.vmap(problem.window)(x)))[m]
+    assert 0 < err.max() and np.median(err) < 0.01 * np.median(scale), (np.median(err), np.median(scale))
+    # every head: trained on those pairs (lineage tags), gated against the physics oracle
+    assert cycle.datasets["oracle"].kind == "oracle"
+    for outcome in cycle.outcomes:
+        mv = client.get_model_version(smoke.registered_model_name(), outcome.model.version)
+        assert mv.tags["pairs_forward"] == "emulator"
+        assert mv.tags["pairs_emulator"] == f"{e.model.name}/{e.model.version}"
+        assert mv.tags["pairs_hash"] == train.hash and mv.tags["oracle_hash"] == cycle.datasets["oracle"].hash
+        assert client.get_run(outcome.model.run_id).data.tags["pairs_forward"] == "emulator"
+        assert set(outcome.gates) == {"posterior_agreement", "adjoint_calibration", "sbc"}
+        assert mv.tags["gates_passed"] in ("true", "false")
+    from flows.cycle import summary_markdown
+
+    assert f"Training pairs of the heads: emulator: {e.model.name} v{e.model.version}" in summary_markdown(cycle)
+
+
+def test_emulated_pairs_only_from_an_emulator_that_passed_its_gates():
+    from flows.cycle import EmulatorStepResult, training_pairs_source
+    from flows.emulator import EmulatorAgreement, EmulatorOutcome
+    from flows.refs import ModelRef
+
+    base = load_config("smoke")
+    model = ModelRef(name="vardax-linear_gaussian-emulator", version="3", run_id="r", model_uri="models:/m/3",
+                     head_name="emulator", head_type="conv_residual")
+    agreement = EmulatorAgreement(model=model, oracle_hash="h", passed=True, statistic=1.0, threshold=0.95,
+                                  n_events=10, statistics={}, gate_json="{}")
+
+    def step(forward, jacobian):
+        gates = {"emulator_forward": forward, "emulator_jacobian": jacobian}
+        return EmulatorStepResult(outcome=EmulatorOutcome(model=model, passed=forward and jacobian, gates=gates,
+                                                          statistics={}, report_json="{}"), agreement=agreement)
+
+    assert training_pairs_source(base, None) == (False, "physics")
+    assert training_pairs_source(_with_emulator(base, {}), step(True, True)) == (False, "physics")  # flag off
+    on = _with_emulator(base, {"train_pairs": True})
+    use, why = training_pairs_source(on, step(True, True))
+    assert use and why == "emulator: vardax-linear_gaussian-emulator v3 (forward and Jacobian gates passed)"
+    use, why = training_pairs_source(on, step(True, False))
+    assert not use and "v3 failed emulator_jacobian" in why
+    with pytest.raises(ValueError, match="train_pairs"):
+        training_pairs_source(on, None)
+    with pytest.raises(ConfigError, match="train_pairs"):
+        parse_config({**base.model_dump(mode="json"), "emulator": {"train_pairs": "maybe"}})
 
 
 # ---- the train-emulator flow --------------------------------------------------------------------

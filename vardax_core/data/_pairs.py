@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -35,6 +36,9 @@ def write_pairs(
     seed: int,
     chunk_size: int = 1024,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    simulator: Problem | None = None,
+    attrs: Mapping[str, Any] | None = None,
 ) -> str:
     """Simulate ``n_events`` pairs with ``problem.simulate`` and write them to ``path``.
 
@@ -42,10 +46,24 @@ def write_pairs(
     is simulated as a full batch of ``chunk_size``, so a resumed write is bitwise equal
     to an uninterrupted one. Resumable: rerunning
     after a crash writes only the unfinished chunks. Returns ``path``.
+
+    ``simulator``: draw the events with this problem instead — the same problem (same
+    configuration hash and layout) with another forward model, e.g. a neural emulator
+    (``vardax_core.emulator.write_emulated_pairs``); the store still belongs to
+    ``problem``. ``attrs``: extra store attributes (provenance; an ``identity`` entry
+    becomes part of the store's identity and content hash).
     """
+    sim = problem if simulator is None else simulator
+    if sim.hash != problem.hash or sim.state_shape != problem.state_shape or sim.y_shape != problem.y_shape:
+        raise ValueError(
+            f"write_pairs: `simulator` must be {problem.name!r} (hash {problem.hash}, state {problem.state_shape}, "
+            f"y {problem.y_shape}) with another forward model, got {sim.name!r} (hash {sim.hash}, state "
+            f"{sim.state_shape}, y {sim.y_shape})"
+        )
     store = ChunkedStore(
         path, PAIRS, n_events, chunk_size, layout_sizes(problem),
-        attrs={**problem_attrs(problem), "seed": int(seed), "code_version": __version__},
+        attrs={"forward": "physics", **(attrs or {}), **problem_attrs(problem), "seed": int(seed),
+               "code_version": __version__},
         coords={"time": time_coord(problem)},
     )
     key = jax.random.key(int(seed))
@@ -53,7 +71,7 @@ def write_pairs(
 
     def produce(start, stop):
         # always simulate a full chunk (one compiled shape) and keep what is needed
-        x, y, mask = problem.simulate(key, size, start)
+        x, y, mask = sim.simulate(key, size, start)
         n = stop - start
         return {"x": np.asarray(x)[:n], "y": np.asarray(y)[:n], "mask": np.asarray(mask)[:n]}
 

@@ -24,3 +24,5 @@ from ._gates import jacobian_calibration as jacobian_calibration
 from ._inference import emulated_problem as emulated_problem
 from ._inference import emulator_agreement as emulator_agreement
 from ._inference import emulator_agreement_from_oracle as emulator_agreement_from_oracle
+from ._pairs import emulator_fingerprint as emulator_fingerprint
+from ._pairs import write_emulated_pairs as write_emulated_pairs

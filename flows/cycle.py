@@ -24,7 +24,6 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
-from . import tracking
 from .config import PipelineConfig, load_config, vardax_home
 from .emulator import EmulatorAgreement, EmulatorOutcome, emulator_oracle, simulate_emulator_pairs, train_emulator
 from .gates import validate_gates

@@ -48,8 +48,7 @@ _LONG_FILES = (
     "tests/flows/test_servers.py",
     "tests/amortized/test_linear_gaussian.py",
     "tests/amortized/test_interface.py",
-    "tests/emulator/test_inference.py",
-    "tests/emulator/test_gates.py",
+    "tests/emulator/test_trained.py",
     "tests/flows/test_dask.py",
 )
 

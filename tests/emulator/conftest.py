@@ -4,7 +4,9 @@ the physics oracle's posteriors on held-out events, each built once per session.
 import jax
 import numpy as np
 import pytest
+import xarray as xr
 
+from vardax_core.data import axis_dims
 from vardax_core.emulator import build_emulator, fit_emulator
 from vardax_core.oracle import OracleAnalysis, StrongFourDVar
 from vardax_core.problems import get_problem
@@ -41,3 +43,21 @@ def heldout(l96, solver):
     post, result = OracleAnalysis(solver).analyse(l96, y, mask)
     assert bool(np.all(np.asarray(result.converged))), result.summary()
     return {"x": x, "y": y, "mask": mask, "posterior": post, "result": result}
+
+
+#: Extra oracle events marked unconverged: the store-based gate must leave them out.
+N_UNCONVERGED = 3
+
+
+def oracle_dataset(problem, heldout, n_events: int = N_EVENTS):
+    """The held-out events as an ``oracle`` dataset (what ``open_oracle`` returns), with
+    N_UNCONVERGED extra copies flagged unconverged."""
+    post = heldout["posterior"]
+    extra = lambda a: np.concatenate([np.asarray(a), np.asarray(a)[:N_UNCONVERGED]])  # noqa: E731
+    sdims = ("event", *axis_dims("state", problem.state_shape))
+    odims = ("event", "time", *axis_dims("obs", problem.obs_shape))
+    converged = np.arange(n_events + N_UNCONVERGED) < n_events
+    return xr.Dataset({
+        "y": (odims, extra(heldout["y"])), "mask": (odims, extra(heldout["mask"])),
+        "mean": (sdims, extra(post.mean)), "std": (sdims, extra(post.std)), "converged": (("event",), converged),
+    })

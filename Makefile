@@ -61,7 +61,7 @@ serve: setup
 	$(PY) -m flows.servers serve $(PREFECT_PORT)
 
 ui: setup
-	$(PY) -m flows.servers ui $(MLFLOW_PORT)
+	$(PY) -m flows.servers ui $(MLFLOW_PORT) $(CONFIG)
 
 bench: setup
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

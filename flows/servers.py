@@ -159,15 +159,22 @@ def serve(port: int = 4200) -> None:
                     time.sleep(1)
 
 
-def ui(port: int = 5000) -> None:
-    """``make ui``: the MLflow UI on the project's store (SQLite + local artifacts)."""
-    from .config import vardax_home
+def ui(port: int = 5000, config: str | None = None) -> None:
+    """``make ui``: the MLflow UI on the store of ``config`` (a config name or file; its
+    ``tracking.uri``, default the project's SQLite store and local artifacts). A config
+    tracking to an MLflow server needs no UI process: its address is printed."""
+    from .config import load_config, vardax_home
 
-    home = vardax_home() / "mlflow"
-    home.mkdir(parents=True, exist_ok=True)
-    backend = f"sqlite:///{home / 'mlflow.db'}"
+    cfg = load_config(config) if config else None
+    backend = cfg.tracking_uri() if cfg is not None else f"sqlite:///{vardax_home() / 'mlflow' / 'mlflow.db'}"
+    if backend.startswith(("http://", "https://")):
+        print(f"{config} tracks to the MLflow server {backend}: open it in a browser (no local UI needed)")
+        return
+    artifacts = (cfg.artifact_root() if cfg is not None else None) or (vardax_home() / "mlflow" / "artifacts").as_uri()
+    if backend.startswith("sqlite:///"):
+        Path(backend.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     cmd = [str(BIN / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri", backend,
-           "--default-artifact-root", (home / "artifacts").as_uri()]
+           "--default-artifact-root", artifacts]
     print(f"MLflow UI: http://127.0.0.1:{port}  (backend {backend}); Ctrl-C to stop")
     _sigterm_as_interrupt()
     with contextlib.suppress(KeyboardInterrupt), _process(cmd, {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, None):
@@ -176,4 +183,5 @@ def ui(port: int = 5000) -> None:
 
 
 if __name__ == "__main__":
-    {"serve": serve, "ui": ui}[sys.argv[1]](*(int(a) for a in sys.argv[2:]))
+    command, port, *rest = sys.argv[1:]
+    {"serve": serve, "ui": ui}[command](int(port), *rest)

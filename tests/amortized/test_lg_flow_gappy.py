@@ -7,8 +7,10 @@ from ._sampling import check_sampling_head
 pytestmark = pytest.mark.slow
 
 
-# open (issue 4): C2ST passes (0.50), but log q − log p on the truths has sd 0.52 nats
-# (> 0.5) in one run, 0.42 in another
-@pytest.mark.xfail(reason="log-density sd 0.52 > 0.5 with 20% missing", strict=False)
 def test_flow_head_passes_c2st_with_missing_observations(trained):
-    check_sampling_head(trained, "flow", 0.55, 0.2, (0.2,))
+    """The issue's target (C2ST ≤ 0.55) and the point estimate are asserted; our extra
+    check that log q − log p on the truths has sd < 0.5 nats is open (issue 4): 0.52 in
+    one run, 0.42 in another, so it is reported as an expected failure when it misses."""
+    (sd,) = check_sampling_head(trained, "flow", 0.55, 0.2, (0.2,), density_sd=None)
+    if sd >= 0.5:
+        pytest.xfail(f"log-density sd {sd:.2f} >= 0.5 nats with 20% missing (open, issue 4)")

@@ -33,7 +33,7 @@ help:
 	@echo "make cycle   install (if needed) and run the six-step cycle on $(CONFIG)"
 	@echo "make test    install (if needed) and run the test suite"
 	@echo "make setup   create $(VENV) and install the project with dev extras (idempotent)"
-	@echo "make bench   run every benchmark under benchmarks/"
+	@echo "make bench   run every benchmark under benchmarks/, regenerate benchmarks/RESULTS.md (BENCH_QUICK=1: tiny)"
 	@echo "make serve   a local Prefect server with the deployments and a worker (UI on :$(PREFECT_PORT))"
 	@echo "make ui      the MLflow UI on the project's store (:$(MLFLOW_PORT))"
 
@@ -63,8 +63,18 @@ serve: setup
 ui: setup
 	$(PY) -m flows.servers ui $(MLFLOW_PORT) $(CONFIG)
 
+# `make bench`: every benchmark script (benchmarks/*.py but _*.py and report.py) with its JSON
+# record into one run folder, stopping at the first failure, then benchmarks/RESULTS.md and
+# benchmarks/figures/ regenerated from that run (benchmarks/_runner.py). BENCH_QUICK=1: tiny
+# sizes (not representative); the report then goes to $(BENCH_OUT)/RESULTS.md unless
+# BENCH_REPORT says otherwise. BENCH_OUT: the run folder (default $(VARDAX_HOME)/bench/<UTC time>).
+BENCH_QUICK ?=
+BENCH_OUT ?=
+BENCH_REPORT ?=
 bench: setup
-	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@mkdir -p $(MPLCONFIGDIR)
+	$(PY) benchmarks/_runner.py $(if $(filter 1 yes true,$(BENCH_QUICK)),--quick) \
+		$(if $(BENCH_OUT),--out $(BENCH_OUT)) $(if $(BENCH_REPORT),--report $(BENCH_REPORT))
 
 clean:
 	rm -rf $(VARDAX_HOME) .pytest_cache

@@ -1,11 +1,14 @@
 """Neural emulator against the physics: forward cost per window and 4DVar events/s.
 
 Run: .venv/bin/python benchmarks/emulator.py [--emulator PATH] [--save PATH] [--events N]
-     [--batch B] [--epochs E]
+     [--batch B] [--epochs E] [--trajectories T] [--forward-states F] [--jacobian-states J]
+     [--quick] [--json PATH]
 
 On lorenz96 (default configuration) it
 - trains the default emulator (``build_emulator`` + ``fit_emulator``, seed 0; ``--epochs``
-  overrides ``max_epochs``) or loads one (``--emulator``), and reports its two gates;
+  overrides ``max_epochs``, ``--trajectories`` ``n_trajectories``) or loads one
+  (``--emulator``), and reports its two gates (on ``--forward-states`` and
+  ``--jacobian-states`` held-out states, the gates' defaults unless given);
 - times one window (``n_steps`` model steps, ``problem.trajectory``) for a single event
   and per event in a vmapped batch of B, and the batched cost + gradient of the 4DVar
   cost (one forward and one adjoint sweep), physics against emulator, jitted and compiled
@@ -18,7 +21,6 @@ and prints a markdown table with the ratios (emulator / physics time).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -31,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vardax_core  # noqa: F401  (float64)
-from _common import best_of, machine
+from _common import Num, Record, best_of, machine, parse_args, parser
 from vardax_core.emulator import (
     build_emulator,
     emulated_problem,
@@ -93,28 +95,42 @@ def oracle_rates(problems: dict, y, mask) -> dict:
     return out
 
 
+# One event, batch of one: each jitted computation compiles for one shape only.
+QUICK = {"events": 1, "batch": 1, "epochs": 1, "trajectories": 32, "forward_states": 64, "jacobian_states": 8}
+
+
+def train(args, p):
+    """The emulator (trained or loaded) and how it was obtained."""
+    t = time.perf_counter()
+    if args.emulator:
+        return load_emulator(args.emulator, p), f"loaded from {args.emulator}"
+    config = {} if args.epochs is None else {"max_epochs": args.epochs}
+    if args.trajectories is not None:
+        config["n_trajectories"] = args.trajectories
+    emu, history = fit_emulator(build_emulator(p, None, jax.random.key(0)), p, config=config, seed=0, progress=False)
+    if args.save:
+        save_emulator(args.save, emu)
+    return emu, f"trained: {history['n_train']} pairs, {len(history['epochs'])} epochs, {time.perf_counter() - t:.0f} s"
+
+
 def main():
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0], QUICK)
     ap.add_argument("--emulator", help="a saved emulator (skips training)")
     ap.add_argument("--save", help="where to save the trained emulator")
     ap.add_argument("--events", type=int, default=256)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=None, help="override max_epochs of the default training")
-    args = ap.parse_args()
+    ap.add_argument("--trajectories", type=int, default=None, help="override n_trajectories of the default training")
+    ap.add_argument("--forward-states", type=int, default=None, help="override the forward gate's held-out states")
+    ap.add_argument("--jacobian-states", type=int, default=None, help="override the Jacobian gate's held-out states")
+    args = parse_args(ap)
+    rec = Record("emulator", args)
 
     p = get_problem("lorenz96")
-    t = time.perf_counter()
-    if args.emulator:
-        emu = load_emulator(args.emulator, p)
-        how = f"loaded from {args.emulator}"
-    else:
-        config = {} if args.epochs is None else {"max_epochs": args.epochs}
-        emu, history = fit_emulator(build_emulator(p, None, jax.random.key(0)), p, config=config, seed=0,
-                                    progress=False)
-        how = f"trained: {history['n_train']} pairs, {len(history['epochs'])} epochs, {time.perf_counter() - t:.0f} s"
-        if args.save:
-            save_emulator(args.save, emu)
-    gates = emulator_gates(emu, p, jax.random.key(1))
+    emu, how = train(args, p)
+    gate_config = {k: v for k, v in (("forward_states", args.forward_states),
+                                     ("jacobian_states", args.jacobian_states)) if v is not None}
+    gates = emulator_gates(emu, p, jax.random.key(1), gate_config or None)
 
     n = max(args.events, args.batch)
     _, y, mask = p.simulate(jax.random.key(2026), n)
@@ -128,27 +144,29 @@ def main():
 
     print(f"Machine: {machine()}")
     arch = {k: emu.config[k] for k in ("channels", "depth", "kernel", "product", "skip", "steps_per_call", "dtype")}
-    print(f"Emulator: {arch} ({how})")
-    print("Gates: " + ", ".join(f"{r.name} {'pass' if r.passed else 'FAIL'} ({r.statistic:.4f} < {r.threshold:g})"
-                                for r in gates.values())
-          + f"; emulator-4DVar agreement on {args.events} events: {agree.statistic:.3f} (>= {agree.threshold:g})")
-    print()
-    print(f"| lorenz96, window of {p.n_steps} steps | physics (RK4) | emulator | emulator / physics |")
-    print("|---|---|---|---|")
-
-    def row(what, a, b, unit, scale):
-        print(f"| {what} | {a * scale:.3g} {unit} | {b * scale:.3g} {unit} | {b / a:.1f}x |")
-
+    rec.line(f"Emulator: {arch} ({how})")
     ph, em = fwd["physics"], fwd["emulator"]
-    row("forward, one window, single event", ph["single"], em["single"], "µs", 1e6)
-    row(f"forward, one window per event, batch of {args.batch}", ph["batched"], em["batched"], "µs", 1e6)
-    row(f"4DVar cost + gradient per event, batch of {args.batch}", ph["cost_grad"], em["cost_grad"], "µs", 1e6)
     rp, re = rates["physics"], rates["emulator"]
-    print(f"| 4DVar + Laplace (strong), events/s, {args.events} events | {rp['events_per_s']:.3g} | "
-          f"{re['events_per_s']:.3g} | {rp['events_per_s'] / re['events_per_s']:.1f}x slower |")
-    row("4DVar + Laplace, compilation", rp["compile_s"], re["compile_s"], "s", 1)
-    print(f"| 4DVar iterations (mean), converged fraction | {rp['iterations']:.1f}, {rp['converged']:.2f} | "
-          f"{re['iterations']:.1f}, {re['converged']:.2f} | |")
+
+    def row(what, a, b, unit, scale, fmt=".3g"):
+        return [what, Num(a * scale, fmt, f" {unit}"), Num(b * scale, fmt, f" {unit}"), Num(b / a, ".1f", "x")]
+
+    rec.table("costs", "Physics against the emulator (emulator / physics: > 1 means the emulator is slower)",
+              [f"lorenz96, window of {p.n_steps} steps", "physics (RK4)", "emulator", "emulator / physics"],
+              [row("forward, one window, single event", ph["single"], em["single"], "µs", 1e6),
+               row(f"forward, one window per event, batch of {args.batch}", ph["batched"], em["batched"], "µs", 1e6),
+               row(f"4DVar cost + gradient per event, batch of {args.batch}", ph["cost_grad"], em["cost_grad"], "µs",
+                   1e6),
+               [f"4DVar + Laplace (strong), events/s, {args.events} events", Num(rp["events_per_s"], ".3g"),
+                Num(re["events_per_s"], ".3g"), Num(rp["events_per_s"] / re["events_per_s"], ".1f", "x slower")],
+               row("4DVar + Laplace, compilation", rp["compile_s"], re["compile_s"], "s", 1),
+               ["4DVar iterations (mean)", Num(rp["iterations"], ".1f"), Num(re["iterations"], ".1f"), None],
+               ["4DVar converged fraction", Num(rp["converged"], ".2f"), Num(re["converged"], ".2f"), None]])
+    for r in gates.values():
+        rec.target(f"emulator gate {r.name}", Num(float(r.statistic), ".4f"), f"< {r.threshold:g}", bool(r.passed))
+    rec.target(f"emulator-4DVar agreement with the physics oracle, {args.events} events",
+               Num(float(agree.statistic), ".3f"), f">= {agree.threshold:g}", bool(agree.passed))
+    rec.save()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Wall time of the three gates on lorenz96 (N=40) for the Gaussian and flow heads.
 
 Run: .venv/bin/python benchmarks/gates.py [--runs 1000] [--draws 99] [--events 200]
+         [--probes 8] [--power-steps 20] [--heads gaussian,flow] [--modes full,fast]
+         [--quick] [--json PATH]
 
 - SBC with N = 1000 runs × L = 99 posterior draws (L + 1 = 100 rank values, so the 20
   default bins each hold 5 of them; L = 100 would make L + 1 = 101 prime), every state
@@ -20,7 +22,6 @@ measures ``fast_compile=True`` (XLA optimisation level 0; the default is full).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -31,7 +32,7 @@ import jax
 import numpy as np
 
 import vardax_core  # noqa: F401
-from _common import machine
+from _common import Num, Record, machine, parse_args, parser
 from vardax_core.gates import (
     GateConfig,
     OracleReference,
@@ -62,14 +63,21 @@ def _reference(problem, other_head):
     return OracleReference(problem), "oracle ∂x*/∂y at x* = truth"
 
 
+TARGET_SBC_S = 60.0  # SBC (first call, compilation included) on 2 cores
+QUICK = {"runs": 100, "draws": 19, "events": 2, "probes": 1, "power_steps": 1, "heads": "gaussian", "modes": "fast"}
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__.splitlines()[0], QUICK)
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--draws", type=int, default=99)
     ap.add_argument("--events", type=int, default=200)
+    ap.add_argument("--probes", type=int, default=GateConfig.n_probes, help="adjoint calibration probes per event")
+    ap.add_argument("--power-steps", type=int, default=GateConfig.power_steps, help="adjoint power iterations")
     ap.add_argument("--heads", default="gaussian,flow")
     ap.add_argument("--modes", default="full")
-    args = ap.parse_args()
+    args = parse_args(ap)
+    rec = Record("gates", args)
 
     from vardax_core.amortized import build_posterior
 
@@ -80,26 +88,32 @@ def main():
 
     rows = []
     for mode in args.modes.split(","):
-        config = GateConfig(sbc_runs=args.runs, sbc_draws=args.draws, fast_compile=(mode == "fast"))
+        config = GateConfig(sbc_runs=args.runs, sbc_draws=args.draws, n_probes=args.probes,
+                            power_steps=args.power_steps, fast_compile=(mode == "fast"))
         for name, head in heads.items():
             other = heads["gaussian" if name != "gaussian" else next(iter(h for h in heads if h != name), name)]
             ref, ref_text = _reference(problem, other)
-            rows.append((mode, name, f"SBC, {args.runs} runs × {args.draws} draws",
+            rows.append((mode, name, "sbc", f"SBC, {args.runs} runs × {args.draws} draws",
                          *_timed(lambda k: sbc(head, problem, k, config), 0)))
-            rows.append((mode, name, f"posterior agreement, {args.events} events",
+            rows.append((mode, name, "agreement", f"posterior agreement, {args.events} events",
                          *_timed(lambda k: posterior_agreement(head, y, mask, x, prior_std, config), 10)))
-            rows.append((mode, name, f"adjoint calibration, {args.events} events, {config.n_probes} probes + "
-                                     f"{config.power_steps} power steps; reference: {ref_text}",
+            rows.append((mode, name, "adjoint", f"adjoint calibration, {args.events} events, {config.n_probes} "
+                                                f"probes + {config.power_steps} power steps; reference: {ref_text}",
                          *_timed(lambda k: adjoint_calibration(head, y, mask, ref, k, config, aux=x), 20)))
             print(*rows[-3:], sep="\n", file=sys.stderr, flush=True)
 
     print(f"machine: {machine()}; load average at the end: {os.getloadavg()[0]:.1f}")
-    print("heads: freshly initialised (untrained) `build_posterior(lorenz96, {'head': {'type': …}})`, default encoder")
-    print()
-    print("| XLA mode | head | gate | first call (compile + run), s | warm call, s | warm call CPU, s |")
-    print("|---|---|---|---|---|---|")
-    for mode, name, what, first, warm, cpu in rows:
-        print(f"| {mode} | {name} | {what} | {first:.1f} | {warm:.2f} | {cpu:.2f} |")
+    rec.line("heads: freshly initialised (untrained) `build_posterior(lorenz96, {'head': {'type': …}})`, "
+             "default encoder")
+    rec.table("gates", "Wall time of the three gates (first call: compilation + run; warm: a second call, new key)",
+              ["XLA mode", "head", "gate", "first call (compile + run), s", "warm call, s", "warm call CPU, s"],
+              [[mode, name, what, Num(first, ".1f"), Num(warm, ".2f"), Num(cpu, ".2f")]
+               for mode, name, _, what, first, warm, cpu in rows])
+    for mode, name, gate, what, first, _, _ in rows:
+        if gate == "sbc":
+            rec.target(f"{name} head: {what}, first call (compilation included), XLA mode {mode}",
+                       Num(first, ".1f", " s"), f"<= {TARGET_SBC_S:g} s", first <= TARGET_SBC_S)
+    rec.save()
 
 
 if __name__ == "__main__":

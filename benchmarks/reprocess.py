@@ -2,7 +2,7 @@
 the same events, and peak memory as the catalogue grows.
 
 Run: .venv/bin/python benchmarks/reprocess.py [--events N] [--chunk C] [--sizes 10000,100000,...]
-         [--covariance diag|full]
+         [--covariance diag|full] [--quick] [--json PATH]
 
 On lorenz96 (default configuration), with an *untrained* Gaussian head (the L96 encoder and
 head of tests/amortized/conftest.py, ``covariance="diag"`` by default; speed does not
@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vardax_core  # noqa: F401  (float64)
-from _common import best_of, machine
+from _common import Num, Record, best_of, machine, parse_args, parser
 from vardax_core.amortized import build_posterior
 from vardax_core.data import AnalysesWriter, open_catalogue, write_catalogue
 from vardax_core.data._analyses import _analyse
@@ -111,17 +111,23 @@ def run_child(mode, path, n, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+TARGET_RATIO = 0.5  # reprocessing events/s over the bare head's kernel
+MEMORY_GROWTH = 1.25  # peak RSS, largest catalogue over smallest (tests/data/test_analyses_memory.py)
+QUICK = {"events": 2048, "chunk": 512, "sizes": "2048"}
+
+
 def main():
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__.splitlines()[0], QUICK)
     ap.add_argument("--events", type=int, default=50_000, help="events for the rate comparison")
     ap.add_argument("--chunk", type=int, default=4096)
     ap.add_argument("--sizes", default="10000,100000", help="catalogue sizes for peak memory (comma-separated)")
     ap.add_argument("--covariance", default="diag", choices=["diag", "full"])
     ap.add_argument("--child", choices=["catalogue", "reprocess"], help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = parse_args(ap)
     if args.child:
         return child(args)
+    rec = Record("reprocess", args)
 
     load0 = os.getloadavg()[0]
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -174,29 +180,50 @@ def main():
     finally:
         shutil.rmtree(tmp)
 
-    print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    report(rec, args, load0, N, C, t_cat, t_setup, t_run, t_point, t_kernel, mem)
+    rec.save()
+
+
+def report(rec, args, load0, N, C, t_cat, t_setup, t_run, t_point, t_kernel, mem):
+    """Print and record the tables, the targets and the per-size data."""
     print(f"machine: {machine()}; load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
-    print(f"lorenz96 default, untrained Gaussian head (covariance={args.covariance!r}, MLP encoder 128/256), "
-          f"chunks of {C}, quantiles {list(QUANTILES)} (Gaussian); catalogue of {N} events written in {t_cat:.1f} s\n")
+    rec.line(f"lorenz96 default, untrained Gaussian head (covariance={args.covariance!r}, MLP encoder 128/256), "
+             f"chunks of {C}, quantiles {list(QUANTILES)} (Gaussian); catalogue of {N} events written in {t_cat:.1f} s")
     r_rep = N / (t_setup + t_run)
     r_run = N / t_run
-    print("| what | events | seconds | events/s | reprocessing (set-up + run) / this | run() only / this |")
-    print("|---|---|---|---|---|---|")
     rows = [
-        ("reprocessing: AnalysesWriter set-up (validate, catalogue hash) + run()", f"{t_setup:.2f} + {t_run:.2f}", r_rep),
-        ("reprocessing: run() only", f"{t_run:.2f}", r_run),
-        ("bare jitted head, point estimate `posterior(y, mask)`, in memory", f"{t_point:.2f}", N / t_point),
-        ("bare jitted head, mean + std + quantiles (the writer's kernel), in memory", f"{t_kernel:.2f}", N / t_kernel),
+        ("reprocessing: AnalysesWriter set-up (validate, catalogue hash) + run()", t_setup + t_run, r_rep),
+        ("reprocessing: run() only", t_run, r_run),
+        ("bare jitted head, point estimate `posterior(y, mask)`, in memory", t_point, N / t_point),
+        ("bare jitted head, mean + std + quantiles (the writer's kernel), in memory", t_kernel, N / t_kernel),
     ]
-    for what, secs, rate in rows:
-        print(f"| {what} | {N} | {secs} | {rate:,.0f} | {r_rep / rate:.2f} | {r_run / rate:.2f} |")
-    print()
-    print("| catalogue events | write_catalogue: s, peak RSS | reprocess: set-up + run s | events/s | "
-          "peak RSS before run() | peak RSS at the end | ru_maxrss at the end (incl. parent's) |")
-    print("|---|---|---|---|---|---|---|")
-    for n, c, r in mem:
-        print(f"| {n:,} | {c['seconds']:.1f} s, {c['peak_mb']:,.0f} MB | {r['setup_seconds']:.1f} + {r['run_seconds']:.1f} | "
-              f"{n / (r['setup_seconds'] + r['run_seconds']):,.0f} | {r['peak_before_mb']:,.0f} MB | {r['peak_mb']:,.0f} MB | {r['maxrss_mb']:,.0f} MB |")
+    rec.table("rates", f"Reprocessing against the bare head on the same {N} events (set-up {t_setup:.2f} s)",
+              ["what", "events", "seconds", "events/s", "reprocessing (set-up + run) / this", "run() only / this"],
+              [[what, str(N), Num(secs, ".2f"), Num(rate, ",.0f"), Num(r_rep / rate, ".2f"), Num(r_run / rate, ".2f")]
+               for what, secs, rate in rows])
+    rec.table("memory", "Cost against the catalogue size (fresh subprocesses; peak RSS is the child's own VmHWM)",
+              ["catalogue events", "write_catalogue, s", "write_catalogue, peak RSS", "reprocess set-up, s",
+               "reprocess run(), s", "events/s", "peak RSS before run()", "peak RSS at the end",
+               "ru_maxrss at the end (incl. parent's)"],
+              [[Num(n, ",d"), Num(c["seconds"], ".1f"), Num(c["peak_mb"], ",.0f", " MB"),
+                Num(r["setup_seconds"], ".1f"), Num(r["run_seconds"], ".1f"),
+                Num(n / (r["setup_seconds"] + r["run_seconds"]), ",.0f"), Num(r["peak_before_mb"], ",.0f", " MB"),
+                Num(r["peak_mb"], ",.0f", " MB"), Num(r["maxrss_mb"], ",.0f", " MB")]
+               for n, c, r in mem])
+    rec.data("catalogue", {
+        "events": [n for n, _, _ in mem],
+        "seconds": [r["setup_seconds"] + r["run_seconds"] for _, _, r in mem],
+        "events_per_s": [n / (r["setup_seconds"] + r["run_seconds"]) for n, _, r in mem],
+        "peak_before_mb": [r["peak_before_mb"] for _, _, r in mem],
+        "peak_mb": [r["peak_mb"] for _, _, r in mem],
+    })
+    rec.target("reprocessing (set-up + run) events/s over the bare head's kernel", Num(r_rep * t_kernel / N, ".2f"),
+               f">= {TARGET_RATIO:g}", r_rep * t_kernel / N >= TARGET_RATIO)
+    if len(mem) >= 2:
+        lo, hi = min(mem, key=lambda m: m[0]), max(mem, key=lambda m: m[0])
+        growth = hi[2]["peak_mb"] / lo[2]["peak_mb"]
+        rec.target(f"peak RSS at the end, {hi[0]:,} events over {lo[0]:,} events", Num(growth, ".2f", "x"),
+                   f"<= {MEMORY_GROWTH:g}x", growth <= MEMORY_GROWTH)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Simulation pairs: generation speed and Zarr write throughput on lorenz96.
 
-Run: .venv/bin/python benchmarks/simulate.py
+Run: .venv/bin/python benchmarks/simulate.py [--events N] [--ref-events M] [--write-events W]
+         [--chunk C] [--quick] [--json PATH]
 Prints pairs/s of the batched jitted simulator next to a per-event NumPy reference, and
 the end-to-end `write_pairs` throughput in pairs/s and MB/s.
 """
@@ -19,7 +20,7 @@ import jax
 import numpy as np
 
 import vardax_core  # noqa: F401
-from _common import best_of, machine
+from _common import Num, Record, best_of, machine, parse_args, parser, ratio
 from vardax_core.data import write_pairs
 from vardax_core.problems import get_problem
 
@@ -48,18 +49,29 @@ def numpy_reference(problem, n, seed=0):
     return out
 
 
+QUICK = {"events": 512, "ref_events": 16, "write_events": 2048, "chunk": 512}
+
+
 def main():
+    ap = parser(__doc__.splitlines()[0], QUICK)
+    ap.add_argument("--events", type=int, default=10_000, help="events simulated by the batched simulator")
+    ap.add_argument("--ref-events", type=int, default=500, help="events of the NumPy loop (scaled to --events)")
+    ap.add_argument("--write-events", type=int, default=100_000, help="events written by write_pairs")
+    ap.add_argument("--chunk", type=int, default=4096)
+    args = parse_args(ap)
+    rec = Record("simulate", args)
+
     p = get_problem("lorenz96")
-    n = 10_000
+    n = args.events
     key = jax.random.key(0)
     p.simulate(key, n)[1].block_until_ready()  # compile
     t_jax = best_of(lambda: p.simulate(key, n)[1].block_until_ready())
-    n_ref = 500
+    n_ref = args.ref_events
     t_ref = best_of(lambda: numpy_reference(p, n_ref), repeat=1) * n / n_ref
 
     tmp = tempfile.mkdtemp()
     try:
-        n_w, chunk = 100_000, 4096
+        n_w, chunk = args.write_events, args.chunk
         path = os.path.join(tmp, "pairs.zarr")
         write_pairs(p, os.path.join(tmp, "warm.zarr"), chunk, 0, chunk_size=chunk)  # compile
         t = time.perf_counter()
@@ -70,10 +82,14 @@ def main():
         shutil.rmtree(tmp)
 
     print(f"machine: {machine()}")
-    print("| what (lorenz96 default) | vardax_core | NumPy per-event loop | ratio |")
-    print("|---|---|---|---|")
-    print(f"| simulate, pairs/s ({n} events) | {n / t_jax:,.0f} | {n / t_ref:,.0f} | {t_ref / t_jax:,.0f}x |")
-    print(f"| write_pairs to Zarr, {n_w} events, chunk {chunk} | {n_w / t_write:,.0f} pairs/s, {mb / t_write:,.0f} MB/s ({mb:.0f} MB) | | |")
+    rec.table("simulate", "lorenz96 default: batched jitted simulator vs a NumPy per-event loop "
+              f"(the loop timed on {n_ref} events, scaled)",
+              ["what (lorenz96 default)", "events", "vardax_core", "NumPy per-event loop", "ratio"],
+              [["simulate, pairs/s", str(n), Num(n / t_jax, ",.0f"), Num(n / t_ref, ",.0f"), ratio(t_ref / t_jax)],
+               [f"write_pairs to Zarr, chunk {chunk}, pairs/s", str(n_w), Num(n_w / t_write, ",.0f"), None, None],
+               [f"write_pairs to Zarr, chunk {chunk}, MB/s ({mb:.0f} MB)", str(n_w), Num(mb / t_write, ",.0f", " MB/s"),
+                None, None]])
+    rec.save()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ _LONG_FILES = (
     "tests/amortized/test_lg_flow_gappy.py",
     "tests/amortized/test_lg_score.py",
     "tests/notebooks/test_notebooks_late.py",
+    "tests/benchmarks/test_bench_quick.py",
     "tests/notebooks/test_notebooks.py",
     "tests/flows/test_emulator_flow.py",
     "tests/flows/test_servers.py",

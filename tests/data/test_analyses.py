@@ -1,5 +1,6 @@
 """Catalogues and analyses: validation before writing, resumable, idempotent reprocessing."""
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,3 +120,65 @@ def test_kill_and_rerun_equals_uninterrupted(tmp_path, lg, catalogue, analyses):
     a, b = open_analyses(out), open_analyses(analyses)
     for v in ("mean", "std", "quantiles", "samples", "event"):
         np.testing.assert_array_equal(a[v].values, b[v].values)
+
+
+def test_pipelined_run_equals_chunk_by_chunk(tmp_path, lg, catalogue, analyses):
+    """run() reads ahead and writes behind; processing chunks one by one, in any order,
+    gives the same store byte for byte."""
+    out = str(tmp_path / "by-chunk.zarr")
+    w = AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, catalogue, out, provenance=PROV, n_samples=64, seed=2)
+    for c in reversed(w.pending_chunks()):
+        w.process_chunk(c)
+    assert w.pending_chunks() == []
+    assert dataset_hash(out) == dataset_hash(analyses)
+
+
+def test_a_failed_write_stops_the_run_and_keeps_the_chunks_before_it(tmp_path, lg, catalogue, analyses, monkeypatch):
+    out = str(tmp_path / "failed.zarr")
+    w = AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, catalogue, out, provenance=PROV, n_samples=64, seed=2)
+    write_chunk = w.store.write_chunk
+
+    def failing(c, data):
+        if c == 2:
+            raise OSError("disk full")
+        write_chunk(c, data)
+
+    monkeypatch.setattr(w.store, "write_chunk", failing)
+    with pytest.raises(OSError, match="disk full"):
+        w.run()
+    assert w.pending_chunks() == [2, 3, 4]  # in order: nothing after the failed chunk is marked done
+    monkeypatch.undo()
+    w = AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, catalogue, out, provenance=PROV, n_samples=64, seed=2)
+    assert w.run() == 3
+    assert dataset_hash(out) == dataset_hash(analyses)
+
+
+def test_a_failed_read_stops_the_run_after_writing_what_was_analysed(tmp_path, lg, catalogue, monkeypatch):
+    out = str(tmp_path / "failed-read.zarr")
+    w = AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, catalogue, out, provenance=PROV, n_samples=64, seed=2)
+    read = w._read
+
+    def failing(c):
+        if c == 3:
+            raise OSError("catalogue unreadable")
+        return read(c)
+
+    monkeypatch.setattr(w, "_read", failing)
+    with pytest.raises(OSError, match="catalogue unreadable"):
+        w.run()
+    assert w.pending_chunks() == [3, 4]
+
+
+def test_resuming_over_a_changed_catalogue_is_refused(tmp_path, lg, catalogue):
+    """A resumed run must continue the same catalogue: one changed value changes the
+    catalogue hash, which is part of the analyses store's identity."""
+    cat = str(tmp_path / "copy.zarr")
+    shutil.copytree(catalogue, cat)
+    out = str(tmp_path / "resumed.zarr")
+    AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, cat, out, provenance=PROV).process_chunk(0)
+    w = AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, cat, out, provenance=PROV)
+    assert w.pending_chunks() == [1, 2, 3, 4]  # same catalogue: resumes
+    y = zarr.open_group(cat, mode="r+")["y"]
+    y[N - 1, 0, 0] = np.nextafter(float(y[N - 1, 0, 0]), np.inf)
+    with pytest.raises(ValueError, match="identity"):
+        AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, cat, out, provenance=PROV)

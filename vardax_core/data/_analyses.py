@@ -2,7 +2,7 @@
 
 ``AnalysesWriter`` runs a posterior (any object with ``posterior(y, mask, key,
 n_samples)`` → :class:`~vardax_core.Posterior`) over a catalogue chunk by chunk and
-writes mean, std, quantiles and optional draws. Memory is bounded by one chunk; the
+writes mean, std, quantiles and optional draws. Memory is bounded by a few chunks; the
 store is resumable and idempotent (its identity is the catalogue hash plus the model
 version), and each chunk can be processed independently — by another process, a Dask
 worker — and written by region.
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import jax.scipy.stats as jss
 import numpy as np
 import xarray as xr
+import zarr
 
 from .._version import __version__
 from ..problems import Problem
@@ -26,7 +27,7 @@ from ._catalogue import open_catalogue
 from ._hash import dataset_hash
 from ._pairs import problem_attrs
 from ._schema import ANALYSES
-from ._store import ChunkedStore, open_store
+from ._store import ChunkedStore, gather_io, open_store
 
 
 @eqx.filter_jit
@@ -75,6 +76,9 @@ class AnalysesWriter:
         self.catalogue = open_catalogue(catalogue_path, problem)  # validates before anything is written
         self.posterior, self.problem = posterior, problem
         self.levels, self.n_samples, self.seed = levels, int(n_samples), int(seed)
+        self._levels, self._key = jnp.asarray(levels), jax.random.key(self.seed)
+        cat = zarr.open_group(store=str(catalogue_path), mode="r")
+        self._cat_y, self._cat_mask = cat["y"], cat["mask"]  # read directly: no xarray indexing per chunk
         n = self.catalogue.sizes["event"]
         cat_chunk = int(self.catalogue.attrs["chunk_size"])
         self.catalogue_hash = dataset_hash(catalogue_path)
@@ -101,20 +105,30 @@ class AnalysesWriter:
     def pending_chunks(self) -> list[int]:
         return self.store.pending_chunks()
 
-    def _launch(self, c: int):
-        """Read event chunk ``c`` and analyse it (always a full-size batch, so one
-        compiled shape)."""
+    def _read(self, c: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """Event chunk ``c`` of the catalogue as numpy ``y, mask`` (both arrays in one
+        round trip to Zarr's I/O loop), padded to a full-size batch — one compiled shape —
+        with unobserved events (mask False) that are dropped after."""
         start, stop = self.store.chunk_bounds(c)
         size = self.store.chunk_size
-        y = np.asarray(self.catalogue["y"][start:stop].values)
-        mask = np.asarray(self.catalogue["mask"][start:stop].values)
+        sel = slice(start, stop)
+        y, mask = gather_io(self._cat_y.async_array.getitem(sel), self._cat_mask.async_array.getitem(sel))
         k = stop - start
-        if k < size:  # pad with unobserved events (mask False) and drop them after
+        if k < size:
             pad = [(0, size - k)] + [(0, 0)] * (y.ndim - 1)
             y, mask = np.pad(y, pad), np.pad(mask, pad)
-        key = jax.random.fold_in(jax.random.key(self.seed), c)
-        return c, k, _analyse(self.posterior, jnp.asarray(y), jnp.asarray(mask), key,
-                              jnp.asarray(self.levels), self.n_samples)
+        return c, k, y, mask
+
+    def _dispatch(self, read) -> tuple:
+        """The jitted analysis of a read chunk (device arrays; the heads' finiteness check
+        is a host callback, so on CPU JAX runs it before returning)."""
+        c, k, y, mask = read
+        key = jax.random.fold_in(self._key, c)
+        return c, k, _analyse(self.posterior, jnp.asarray(y), jnp.asarray(mask), key, self._levels, self.n_samples)
+
+    def _launch(self, c: int):
+        """Read event chunk ``c`` and start its analysis."""
+        return self._dispatch(self._read(c))
 
     def _write(self, launched) -> None:
         c, k, (mean, std, q, draws) = launched
@@ -128,25 +142,32 @@ class AnalysesWriter:
         self._write(self._launch(c))
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Process every pending chunk here; returns how many were processed. Chunk c is
-        written by one background thread while chunk c+1 is read and analysed here
-        (compression and storage overlap the jitted analysis); at most two chunks are in
-        memory, chunks are marked done in order, and a crash still loses only chunks not
-        yet marked done."""
+        """Process every pending chunk here; returns how many were processed. Three
+        chunks are in flight: c+1 is read (and decoded) by a reader thread and c-1 written
+        (encoded, stored, marked done) by a writer thread while the jitted analysis of c
+        runs. At most three chunks are in memory, chunks are marked done in order, and a
+        crash still loses only chunks not yet marked done."""
         pending = self.pending_chunks()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyses-writer") as pool:
+        if not pending:
+            return 0
+        with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyses-reader") as reader,
+              ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyses-writer") as writer):
+            reading = reader.submit(self._read, pending[0])
             writing = None
             for i, c in enumerate(pending):
-                launched = self._launch(c)
+                read = reading.result()
+                if i + 1 < len(pending):
+                    reading = reader.submit(self._read, pending[i + 1])
+                launched = self._dispatch(read)
+                del read
                 if writing is not None:
                     writing.result()  # re-raises a failed write
                     if progress is not None:
                         progress(i, len(pending))
-                writing = pool.submit(self._write, launched)
-            if writing is not None:
-                writing.result()
-                if progress is not None:
-                    progress(len(pending), len(pending))
+                writing = writer.submit(self._write, launched)
+            writing.result()
+            if progress is not None:
+                progress(len(pending), len(pending))
         return len(pending)
 
 

@@ -10,7 +10,7 @@ depend on the weights) it
 - writes a synthetic catalogue of N events (``write_catalogue``, chunks of C) and times
   reprocessing it into an ``analyses`` store — ``AnalysesWriter(...)`` (validation and the
   catalogue hash) plus ``.run()`` (mean, std, 5/50/95% quantiles, Gaussian) — after a
-  compiling run on a one-chunk catalogue;
+  compiling run on a one-chunk catalogue, best of 3 (a fresh output store each time);
 - times the bare jitted head on the same events, already in memory, chunk by chunk with
   the same chunk shape: the point estimate ``posterior(y, mask)``, and the compute kernel
   of the writer (``posterior.posterior`` → mean, std, quantiles, jitted), each blocked,
@@ -143,12 +143,17 @@ def main():
         warm = os.path.join(tmp, "warm.zarr")
         write_catalogue(p, warm, n_events=C, seed=2, chunk_size=C)
         writer(post, p, warm, os.path.join(tmp, "warm-analyses.zarr")).run()  # compile
-        t0 = time.perf_counter()
-        w = writer(post, p, cat, os.path.join(tmp, "analyses.zarr"))
-        t1 = time.perf_counter()
-        w.run()
-        t2 = time.perf_counter()
-        t_setup, t_run = t1 - t0, t2 - t1
+        def reprocess_once():
+            out = os.path.join(tmp, "analyses.zarr")
+            shutil.rmtree(out, ignore_errors=True)  # a fresh store each time: all the work
+            t0 = time.perf_counter()
+            w = writer(post, p, cat, out)
+            t1 = time.perf_counter()
+            w.run()
+            return t1 - t0, time.perf_counter() - t1
+
+        # best of 3, like the bare head below (set-up + run of the fastest of three runs)
+        t_setup, t_run = min((reprocess_once() for _ in range(3)), key=sum)
 
         ds = open_catalogue(cat, p)
         y, mask = np.asarray(ds["y"].values), np.asarray(ds["mask"].values)

@@ -1,6 +1,7 @@
 """Pipeline tests: one Prefect test server per session, MLflow on SQLite in a temp folder."""
 
 import asyncio
+import concurrent.futures
 import inspect
 import os
 from unittest import mock
@@ -23,6 +24,28 @@ def vardax_home(tmp_path_factory):
 
 
 DRAIN_TIMEOUT_S = 20
+
+
+def _bounded_at_exit(self):
+    """Prefect's queue services (log and event workers) drain at interpreter exit and wait
+    without a deadline. After a test has stopped the server (or the loop thread) they
+    were observed to wait forever, every thread idle (py-spy, plain ``pytest
+    tests/flows/test_servers.py tests/flows/test_dask.py``): give up after
+    ``DRAIN_TIMEOUT_S``. Installed for the whole session, before any service starts, so
+    every service registers this bound version."""
+    try:
+        self._drain(at_exit=True).result(timeout=DRAIN_TIMEOUT_S)
+    except concurrent.futures.TimeoutError:
+        print(f"prefect: {type(self).__name__} drain at exit gave up after {DRAIN_TIMEOUT_S} s")
+
+
+def _bound_the_exit_drain():
+    from prefect._internal.concurrency.services import _QueueServiceBase
+
+    _QueueServiceBase._at_exit = _bounded_at_exit
+
+
+_bound_the_exit_drain()
 
 
 class _BoundedLogWorker:

@@ -4,9 +4,12 @@ A store's hash covers its identity attributes and, for every array, its metadata
 dtype, shape, chunking, codecs, fill value, …) and every stored chunk's bytes exactly as
 stored — encoded, read straight from the Zarr store without decompressing. Any change to
 a value changes its chunk's bytes and so the hash; a chunk that is absent (never written)
-is hashed as absent. Each chunk is SHA-256'd on its own, in parallel threads (hashlib
-releases the GIL), and the hash is the SHA-256 of the ordered list of chunk digests, so
-memory stays bounded by a few chunks.
+is hashed as absent. Each chunk is hashed on its own with BLAKE2b (256-bit digest), in
+parallel threads (hashlib releases the GIL), and the hash is the BLAKE2b of the ordered
+list of chunk digests, so memory stays bounded by a few chunks. BLAKE2b rather than
+SHA-256: on CPUs without SHA instructions (this project's 2-core machine) it hashes
+about twice as fast (615 against 307 MB/s, one thread) and hashing the catalogue is a
+full read on every reprocessing run.
 
 Because the bytes hashed are the encoded ones, the same values stored with another codec,
 chunking or chunk-writing policy hash differently: a false "changed" (work redone), never
@@ -30,7 +33,11 @@ from zarr.core.sync import sync
 from ._store import IDENTITY_ATTRS
 
 # Part of the hashed bytes: a change of what is hashed (or how) must change every hash.
-_HASH_FORMAT = b"vardax-dataset-hash/2 (encoded chunks, per-chunk sha256)\n"
+_HASH_FORMAT = b"vardax-dataset-hash/3 (encoded chunks, per-chunk blake2b-256)\n"
+
+
+def _blake2b(data=b""):
+    return hashlib.blake2b(data, digest_size=32)
 
 
 def _storage_keys(arr: zarr.Array) -> list[str]:
@@ -46,10 +53,10 @@ def _hash_workers() -> int:
 
 
 def dataset_hash(path: str) -> str:
-    """SHA-256 (hex, 16 chars) of a store's identity attributes, every array's metadata
+    """BLAKE2b (hex, 16 chars) of a store's identity attributes, every array's metadata
     and every stored chunk's encoded bytes (see the module docstring)."""
     group = zarr.open_group(store=str(path), mode="r")
-    h = hashlib.sha256(_HASH_FORMAT)
+    h = _blake2b(_HASH_FORMAT)
     attrs = {k: group.attrs.get(k) for k in sorted(set(IDENTITY_ATTRS) | {"problem_config"}) if k in group.attrs}
     h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
     store = group.store
@@ -57,7 +64,7 @@ def dataset_hash(path: str) -> str:
 
     def digest(key: str) -> bytes:
         buf = sync(store.get(key, prototype=proto))
-        return b"absent" if buf is None else hashlib.sha256(buf.as_buffer_like()).digest()
+        return b"absent" if buf is None else _blake2b(buf.as_buffer_like()).digest()
 
     with ThreadPoolExecutor(_hash_workers(), thread_name_prefix="dataset-hash") as pool:
         for name in sorted(group.array_keys()):

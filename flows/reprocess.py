@@ -45,6 +45,7 @@ class _Job(BaseModel):
     n_samples: int
     chunk_size: int | None
     seed: int
+    catalogue_hash: str
 
 
 @functools.lru_cache(maxsize=2)
@@ -63,6 +64,7 @@ def _writer(job_json: str):
         provenance={"model_name": job.model_name, "model_version": job.model_version, "run_id": job.run_id,
                     "model_uri": job.model_uri},
         quantiles=job.quantiles, n_samples=job.n_samples, chunk_size=job.chunk_size, seed=job.seed,
+        catalogue_hash=job.catalogue_hash,  # hashed once by the flow, not again per writer/worker
     )
 
 
@@ -119,7 +121,7 @@ def reprocess_catalogue(
     out = analyses_path(config, catalogue, cat_hash, version)
     job = _Job(tracking_uri=config.tracking_uri(), model_uri=mv.source, model_name=name, model_version=version,
                run_id=mv.run_id, catalogue=catalogue, out_path=out, quantiles=list(quantiles),
-               n_samples=n_samples, chunk_size=chunk_size, seed=seed).model_dump_json()
+               n_samples=n_samples, chunk_size=chunk_size, seed=seed, catalogue_hash=cat_hash).model_dump_json()
     writer = _writer(job)
     pending = writer.pending_chunks()
     if not pending:

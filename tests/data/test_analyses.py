@@ -182,3 +182,28 @@ def test_resuming_over_a_changed_catalogue_is_refused(tmp_path, lg, catalogue):
     y[N - 1, 0, 0] = np.nextafter(float(y[N - 1, 0, 0]), np.inf)
     with pytest.raises(ValueError, match="identity"):
         AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, cat, out, provenance=PROV)
+
+
+def test_a_given_catalogue_hash_is_used_as_is_and_writes_the_same_store(tmp_path, lg, catalogue, analyses, monkeypatch):
+    """The flow hashes the catalogue once and passes the hash on: the writer then does not
+    read the catalogue for it, and the store (attributes and every value) is the one a
+    writer that hashed it itself writes."""
+    import vardax_core.data._analyses as analyses_module
+
+    given = dataset_hash(catalogue)
+
+    def no_hashing(path):
+        raise AssertionError("the catalogue was hashed although its hash was given")
+
+    monkeypatch.setattr(analyses_module, "dataset_hash", no_hashing)
+    out = str(tmp_path / "given.zarr")
+    w = AnalysesWriter(ExactLinearGaussianPosterior(lg), lg, catalogue, out, provenance=PROV, n_samples=64, seed=2,
+                       catalogue_hash=given)
+    assert w.catalogue_hash == given and w.run() == N // CHUNK + 1
+    monkeypatch.undo()
+    a, b = open_analyses(out), open_analyses(analyses)
+    assert a.attrs["catalogue_hash"] == b.attrs["catalogue_hash"] == given
+    assert a.attrs["identity"] == b.attrs["identity"]
+    for name in ("mean", "std", "quantiles", "samples"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+    assert dataset_hash(out) == dataset_hash(analyses)

@@ -51,6 +51,10 @@ class AnalysesWriter:
 
     ``provenance`` (model name, version, run id, …) goes into the store's attributes;
     ``model_version`` is part of the store identity, so a new champion needs a new path.
+    ``catalogue_hash``: the catalogue's :func:`~vardax_core.data.dataset_hash` when the
+    caller has just computed it (the reprocessing flow does, to name the output and
+    decide whether to skip); computed here otherwise. Hashing reads the whole catalogue,
+    so passing it saves one full read per writer (and per Dask worker).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class AnalysesWriter:
         n_samples: int = 0,
         chunk_size: int | None = None,
         seed: int = 0,
+        catalogue_hash: str | None = None,
     ):
         levels = np.asarray(quantiles, dtype=np.float64)
         if levels.ndim != 1 or levels.size == 0 or np.any((levels <= 0) | (levels >= 1)):
@@ -81,7 +86,7 @@ class AnalysesWriter:
         self._cat_y, self._cat_mask = cat["y"], cat["mask"]  # read directly: no xarray indexing per chunk
         n = self.catalogue.sizes["event"]
         cat_chunk = int(self.catalogue.attrs["chunk_size"])
-        self.catalogue_hash = dataset_hash(catalogue_path)
+        self.catalogue_hash = str(catalogue_hash) if catalogue_hash else dataset_hash(catalogue_path)
         variables = ["mean", "std", "quantiles"] + (["samples"] if self.n_samples else [])
         self.store = ChunkedStore(
             out_path, ANALYSES, n, int(chunk_size or cat_chunk),

@@ -207,6 +207,12 @@ class PipelineConfig(_Model):
         """Whether the cycle runs steps 3–4 (an ``emulator`` section with ``enabled``)."""
         return self.emulator is not None and self.emulator.enabled
 
+    def emulator_train_pairs(self) -> bool:
+        """Whether the heads are to train on emulator-simulated pairs (the emulator step
+        runs and ``emulator.train_pairs`` is set; the cycle still falls back to physics
+        pairs when the emulator fails its gates)."""
+        return self.emulator_enabled() and self.emulator.train_pairs
+
     def emulator_model_name(self) -> str:
         """The registered model of the problem's emulators (``vardax-<problem>-emulator``)."""
         spec = self.emulator or EmulatorSpec()

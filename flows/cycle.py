@@ -58,7 +58,7 @@ class CycleSummary(BaseModel):
 def training_pairs_source(config: PipelineConfig, emulator: EmulatorStepResult | None) -> tuple[bool, str]:
     """Whether the heads train on pairs simulated with the cycle's emulator, and why: only
     with ``emulator.train_pairs`` and only when the emulator passed both its gates."""
-    if not (config.emulator_enabled() and config.emulator.train_pairs):
+    if not config.emulator_train_pairs():
         return False, "physics"
     if emulator is None:
         raise ValueError("emulator.train_pairs is set but the cycle ran no emulator step")
@@ -79,9 +79,8 @@ def six_step_cycle(config: PipelineConfig | None = None) -> CycleSummary:
     config = config or load_config("lorenz96")
     logger.info("six-step cycle %r on %s with heads %s", config.name, config.problem.name, [h.name for h in config.heads])
     steps: list[dict[str, Any]] = []
-    emulated_pairs = config.emulator_enabled() and config.emulator.train_pairs
     # with emulated training pairs, the physics ones are simulated only if the emulator fails
-    pairs = simulate_pairs(config, ("heldout",) if emulated_pairs else ("train", "heldout"))
+    pairs = simulate_pairs(config, ("heldout",) if config.emulator_train_pairs() else ("train", "heldout"))
     steps += [{"step": "simulate-pairs", "what": k, "cached": v.cached} for k, v in pairs.items()]
     oracle = oracle_solve(config, pairs["heldout"])
     steps.append({"step": "oracle-solve", "what": "heldout", "cached": oracle.cached})

@@ -17,9 +17,9 @@ N_PAIRS = 10_000
 
 # Architectures and training used by the accuracy tests (tests/amortized/test_*.py).
 # linear_gaussian: identity encoder ([m ⊙ ỹ, m]) and linear (depth 0) heads — the exact
-# posterior is linear-Gaussian in those features for every mask (see GaussianHead);
-# the problem is invariant under cyclic shifts by 2 points, which `ring_shift`
-# augmentation exploits (TrainConfig).
+# posterior is linear-Gaussian in those features for every mask (see GaussianHead).
+# The problem is invariant under cyclic shifts by 2 points; the full Gaussian head trains
+# with `ring_shift` augmentation (TrainConfig), the sampling heads without.
 LG_TRAIN = {"max_epochs": 30, "patience": 10, "learning_rate": 1e-2, "batch_size": 64}
 LG_MODELS = {
     "gaussian": {"encoder": {"type": "identity"}, "head": {"type": "gaussian", "covariance": "full", "depth": 0, "skip": False}},
@@ -54,14 +54,16 @@ L96_MODELS = {
         },
     },
 }
-# The full Gaussian head on linear_gaussian is trained on 2·10⁴ pairs (LG_GAUSSIAN_PAIRS),
-# 4·10⁴ with 20 % missing: with 10⁴ its mean RMS error is 0.053 σ_post (30 epochs) and
-# 0.053 (60 epochs) with 0 % missing, 0.062 / 0.060 with 20 %, above the 0.05 target; with
-# 2·10⁴ pairs, batch 128 and 20 epochs it was 0.020 on other held-out events with 0 %
-# missing, but 0.052 with 20 % (0.050 after 50 epochs, 0.051 at learning rate 3e-3); with
-# 4·10⁴ pairs and 20 epochs 0.042 (the test's held-out events; /tmp probe, 2026-11-22).
-LG_GAUSSIAN_PAIRS = {0.0: 20_000, 0.2: 40_000}
-LG_TRAIN_BY_HEAD = {"gaussian": {"max_epochs": 20, "batch_size": 128}}
+# The full Gaussian head on linear_gaussian, on 10⁴ pairs (measured on the tests' 100
+# held-out events, 2026-11-22; RMS error of the mean in σ_post, KL in nats):
+# - without augmentation its mean error is statistical: 26 unconstrained regressors per
+#   output on 9,000 training pairs; least squares itself gives 0.055, training 0.058
+#   (complete) and 0.063 (20 % missing) — above the 0.05 target;
+# - with ring_shift (5 shifts of each pair): 0.039 / 0.047 after 20 epochs, 0.032 / 0.046
+#   after 30 (KL 0.012 / 0.013), the configuration below. What remains is optimisation:
+#   full-batch L-BFGS on the same pairs reaches 0.025 with 20 % missing (an Adam run of
+#   100 epochs 0.046; an exponential average of the weights, tried and dropped, 0.0445).
+LG_TRAIN_BY_HEAD = {"gaussian": {"max_epochs": 30, "patience": 30, "batch_size": 128, "augment": "ring_shift"}}
 SETUPS = {"linear_gaussian": (LG_MODELS, LG_TRAIN, LG_TRAIN_BY_HEAD), "lorenz96": (L96_MODELS, L96_TRAIN, L96_TRAIN_BY_HEAD)}
 
 
@@ -92,8 +94,7 @@ def trained(pairs_store):
         key = (name, head, missing_fraction)
         if key not in cache:
             models, train, by_head = SETUPS[name]
-            n = LG_GAUSSIAN_PAIRS[missing_fraction] if (name, head) == ("linear_gaussian", "gaussian") else N_PAIRS
-            problem, path = pairs_store(name, missing_fraction, n=n)
+            problem, path = pairs_store(name, missing_fraction)
             posterior = build_posterior(problem, models[head], jax.random.key(0))
             train = {**train, **by_head.get(head, {})}
             posterior, history = fit(posterior, path, problem=problem, config=train, seed=0, progress=False)

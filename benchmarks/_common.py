@@ -61,8 +61,10 @@ class Num:
 
 
 def ratio(r: float) -> Num:
-    """A ratio shown as ``1,234x`` from 10 up, ``1.23x`` below."""
-    return Num(float(r), ",.0f" if abs(r) >= 10 else ".2f", "x")
+    """A ratio shown as ``1,234x`` from 100 up, ``19.5x`` from 10, ``1.23x`` below (three
+    significant digits up to 100, so that a ratio just under a target such as 20x does
+    not display as the target)."""
+    return Num(float(r), ",.0f" if abs(r) >= 100 else ".1f" if abs(r) >= 10 else ".2f", "x")
 
 
 def _plain(value):

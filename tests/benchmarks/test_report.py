@@ -149,7 +149,7 @@ def test_record_keeps_what_it_prints(tmp_path, capsys):
     rec = common.Record("simulate", args, argv=["benchmarks/simulate.py", *argv])
     rec.line("a line")
     rec.table("t", "A title", ["what", "rate", "ratio"], [["x", common.Num(1234.5, ",.0f"), common.ratio(3.14159)]])
-    rec.target("speed", common.ratio(25.0), ">= 20x", True)
+    rec.target("speed", common.ratio(250.0), ">= 20x", True)
     rec.data("series", {"a": [1, 2]})
     rec.save()
     printed = capsys.readouterr().out
@@ -160,7 +160,7 @@ def test_record_keeps_what_it_prints(tmp_path, capsys):
     assert doc["machine"]["cpu_count"] >= 1 and doc["seconds"] >= 0 and doc["finished"] >= doc["started"]
     table = common.markdown_table(doc["tables"][0]["columns"], doc["tables"][0]["rows"])
     assert "| x | 1,234 | 3.14x |" in table and table in printed
-    assert doc["targets"] == [{"what": "speed", "measured": {"value": 25.0, "fmt": ",.0f", "unit": "x"},
+    assert doc["targets"] == [{"what": "speed", "measured": {"value": 250.0, "fmt": ",.0f", "unit": "x"},
                                "goal": ">= 20x", "met": True}]
     with pytest.raises(ValueError, match="2 cells for 3 columns"):
         rec.table("bad", "", ["a", "b", "c"], [["x", "y"]])
@@ -219,7 +219,9 @@ def test_helpers_parse_cells():
     assert common.cell_text(None) == "" and common.cell_text("a") == "a"
     assert common.cell_text({"value": 0.5, "fmt": ".0%"}) == "50%"
     assert common.cell_text(common.Num(12345.678, ",.1f", " s")) == "12,345.7 s"
-    assert common.ratio(9.999).text() == "10.00x" and common.ratio(10).text() == "10x"
+    assert common.ratio(9.999).text() == "10.00x" and common.ratio(10).text() == "10.0x"
+    assert common.ratio(19.96).text() == "20.0x" and common.ratio(19.5).text() == "19.5x"  # not "20x" under 20x
+    assert common.ratio(1234.4).text() == "1,234x"
     assert report._cores([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8" and report._cores([3]) == "3"
     assert common.markdown_table(["a"], [["x|y"]]).endswith("| x\\|y |")
     assert isinstance(common.parser("d", {}), argparse.ArgumentParser)

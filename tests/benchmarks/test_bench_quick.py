@@ -26,7 +26,11 @@ NAMES = report.benchmark_names()
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """Run the Makefile target once (without re-installing: the stamp counts as fresh)."""
+    """Run the Makefile target once (without re-installing: the stamp counts as fresh).
+    Quick mode's numbers are not representative anyway, and at its sizes compilation is
+    most of the run: XLA compiles at backend optimisation level 0 here, as the notebook
+    tests do."""
+    import os
     import subprocess
 
     base = tmp_path_factory.mktemp("bench")
@@ -34,7 +38,9 @@ def quick_run(tmp_path_factory):
     cmd = ["make", "--no-print-directory", "-C", str(PROJECT_DIR), "-o", ".venv/.installed-stamp", "bench",
            "BENCH_QUICK=1", f"BENCH_OUT={run_dir}", f"BENCH_REPORT={out}", f"PY={sys.executable}"]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+    env = {**os.environ,
+           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     seconds = time.perf_counter() - t
     print(f"make bench BENCH_QUICK=1: {seconds:.0f} s")
     records = {}

@@ -20,4 +20,4 @@ def jax_cache_env(tmp_path_factory):
     root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     path = root / "notebooks-jax-cache"
     path.mkdir(parents=True, exist_ok=True)
-    return {"JAX_COMPILATION_CACHE_DIR": str(path), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
+    return {"JAX_COMPILATION_CACHE_DIR": str(path), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vardax_core  # noqa: F401  (float64)
-from _common import Num, Record, best_of, machine, parse_args, parser
+from _common import Num, Record, best_of, machine, parse_args, parser, wall_and_cpu
 from vardax_core.amortized import build_posterior
 from vardax_core.data import AnalysesWriter, open_catalogue, write_catalogue
 from vardax_core.data._analyses import _analyse
@@ -192,17 +192,6 @@ def main():
 
     report(rec, args, load0, N, C, t_cat, t_setup, t_run, t_point, t_kernel, mem, stages)
     rec.save()
-
-
-def wall_and_cpu(fn, repeat: int = 3) -> tuple[float, float]:
-    """(wall, process CPU) seconds of the fastest of ``repeat`` calls of ``fn``; process
-    CPU time counts every thread (JAX's, Zarr's codec threads, the hash threads)."""
-    runs = []
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        runs.append((time.perf_counter() - t, time.process_time() - c))
-    return min(runs)
 
 
 def cpu_stages(post, p, cat, tmp, kernel) -> list[tuple[str, float, float]]:

@@ -1,8 +1,17 @@
 """Test helpers (importable as ``tests.helpers``)."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+def xla_o0_flags() -> str:
+    """``XLA_FLAGS`` of this process plus backend optimisation level 0, for subprocesses
+    whose run time is mostly compilation at small sizes (notebooks, the quick benchmark
+    chain): level 0 compiles several times faster there."""
+    return (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 
 def tree_allclose(x, y, *, rtol=1e-12, atol=1e-12) -> bool:

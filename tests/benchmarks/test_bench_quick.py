@@ -15,6 +15,7 @@ import time
 import pytest
 from PIL import Image
 
+from ..helpers import xla_o0_flags
 from ._bench import PROJECT_DIR, common, report
 
 pytestmark = pytest.mark.slow
@@ -38,8 +39,7 @@ def quick_run(tmp_path_factory):
     cmd = ["make", "--no-print-directory", "-C", str(PROJECT_DIR), "-o", ".venv/.installed-stamp", "bench",
            "BENCH_QUICK=1", f"BENCH_OUT={run_dir}", f"BENCH_REPORT={out}", f"PY={sys.executable}"]
     t = time.perf_counter()
-    env = {**os.environ,
-           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()}
+    env = {**os.environ, "XLA_FLAGS": xla_o0_flags()}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     seconds = time.perf_counter() - t
     print(f"make bench BENCH_QUICK=1: {seconds:.0f} s")

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..helpers import xla_o0_flags
+
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = {p.stem[:2]: p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))}
 #: Far above the measured small-mode times (15–100 s): only a hang should reach it.
@@ -30,7 +32,7 @@ def run_notebook(path: Path, tmp_path: Path, extra_env: dict | None = None) -> f
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": str(tmp_path / "mpl"),
         "PYTHONWARNINGS": "ignore",
-        "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip(),
+        "XLA_FLAGS": xla_o0_flags(),
     }
     # the notebooks choose their own homes for Prefect and MLflow; a caller's must not leak in
     for var in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH", "VARDAX_HOME"):

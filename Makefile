@@ -39,9 +39,19 @@ help:
 
 setup: $(STAMP)
 
+# The interpreter for a new $(VENV): PYTHON if given, else the first Python >= 3.12 on PATH or
+# installed by pyenv (scripts/find-python says what to install when there is none). A $(VENV)
+# left by an older Python (< 3.12) is replaced.
+PYTHON ?=
+
 # Re-install only when the dependency files change; a second `make setup` is a no-op.
-$(STAMP): pyproject.toml constraints.txt
-	@test -x $(PY) || python3 -m venv $(VENV)
+$(STAMP): pyproject.toml constraints.txt scripts/find-python
+	@if test -x $(PY) && ! $(PY) -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null; then \
+		echo "$(VENV) runs Python $$($(PY) -c 'import platform; print(platform.python_version())'), vardax_core needs >= 3.12: recreating it"; \
+		rm -rf $(VENV); fi
+	@if ! test -x $(PY); then \
+		base="$(PYTHON)"; test -n "$$base" || base=$$(scripts/find-python) || exit 1; \
+		echo "creating $(VENV) with $$base"; "$$base" -m venv $(VENV) || exit 1; fi
 	@test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv
 	$(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode -c constraints.txt -e '.[dev,notebooks]'
 	@touch $(STAMP)

@@ -25,12 +25,19 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg as jsl
 import paramax
 
-from . import _linalg as linalg
 from ._nets import cast_floats, mlp, positive_int, resolve, zero_linear
 
 _LOG_2PI = math.log(2 * math.pi)
+
+
+def _covariance_cholesky(C):
+    """Lower Cholesky factor of the covariance (C Cᵀ)⁻¹ from the precision's lower
+    Cholesky factor C (both (n, n))."""
+    cov = jsl.cho_solve((C, True), jnp.eye(C.shape[-1], dtype=C.dtype))
+    return jnp.linalg.cholesky(0.5 * (cov + cov.T))
 
 
 def _zero_output_layer(node):
@@ -157,11 +164,11 @@ class GaussianHead(AbstractHead):
         a = self.obs_affine[0] * ys + self.obs_affine[1]
         if self.obs_out is not None:
             a = a + self.obs_out(h)
-        base_prec = linalg.cho_solve(L, jnp.eye(self.n, dtype=L.dtype))
+        base_prec = jsl.cho_solve((L, True), jnp.eye(self.n, dtype=L.dtype))
         prec = base_prec + (V.T * m) @ V
-        C = linalg.cholesky(0.5 * (prec + prec.T))
+        C = jnp.linalg.cholesky(0.5 * (prec + prec.T))
         eta = base_prec @ nu + V.T @ (m * a)
-        return linalg.cho_solve(C, eta), C, True
+        return jsl.cho_solve((C, True), eta), C, True
 
     # whitening: r = A (u − μ) ~ N(0, I) under q, with log|det A|
     def whiten(self, u, c):
@@ -169,7 +176,7 @@ class GaussianHead(AbstractHead):
             mean, C, precision = self._full(c)
             if precision:
                 return C.T @ (u - mean), jnp.sum(jnp.log(jnp.diag(C)))
-            return linalg.solve_lower(C, u - mean), -jnp.sum(jnp.log(jnp.diag(C)))
+            return jsl.solve_triangular(C, u - mean, lower=True), -jnp.sum(jnp.log(jnp.diag(C)))
         if self.covariance == "diag":
             mean, log_std, _ = self._params(c)
             return (u - mean) * jnp.exp(-log_std), -jnp.sum(log_std)
@@ -180,7 +187,7 @@ class GaussianHead(AbstractHead):
         if self.covariance == "full":
             mean, C, precision = self._full(c)
             if precision:
-                return mean + linalg.solve_lower(C, r.T, trans=True).T
+                return mean + jsl.solve_triangular(C, r.T, lower=True, trans="T").T
             return mean + r @ C.T
         mean, log_diag, rest = self._params(c)
         return mean + jnp.exp(log_diag) * r
@@ -196,8 +203,8 @@ class GaussianHead(AbstractHead):
         d_inv = jnp.exp(-2 * log_diag)
         Ft_dinv = F.T * d_inv
         cap = jnp.eye(self.rank, dtype=u.dtype) + Ft_dinv @ F
-        cap_chol = linalg.cholesky(cap)
-        w = linalg.solve_lower(cap_chol, Ft_dinv @ r)
+        cap_chol = jnp.linalg.cholesky(cap)
+        w = jsl.solve_triangular(cap_chol, Ft_dinv @ r, lower=True)
         quad = jnp.sum(r * r * d_inv) - jnp.sum(w * w)
         logdet = 2 * jnp.sum(log_diag) + 2 * jnp.sum(jnp.log(jnp.diag(cap_chol)))
         return -0.5 * (quad + logdet + self.n * _LOG_2PI)
@@ -224,7 +231,7 @@ class GaussianHead(AbstractHead):
             mean, C, precision = self._full(c)
             if not precision:
                 return mean, C, None
-            return mean, linalg.spd_inverse_cholesky(C), None
+            return mean, _covariance_cholesky(C), None
         mean, log_diag, rest = self._params(c)
         if self.covariance == "lowrank":
             return mean, rest.reshape(self.n, self.rank), jnp.exp(2 * log_diag)

@@ -199,12 +199,6 @@ class AmortizedPosterior(eqx.Module):
         return Posterior.create(mean, std=std, samples=samples, provenance=provenance)
 
 
-def _per_event(model: AmortizedPosterior, fn, *args):
-    """A head's single-event method vmapped over events. (The heads' factorisations are
-    plain XLA loops, ``amortized._linalg``, so batching them is safe on CPU.)"""
-    return jax.vmap(fn)(*args)
-
-
 _COMPILED: dict = {}
 
 
@@ -231,13 +225,13 @@ def compiled(fn):
 
 @compiled
 def _point(model: AmortizedPosterior, y, mask):
-    return model._to_state(_per_event(model, model.head.point, model.features(y, mask)))
+    return model._to_state(jax.vmap(model.head.point)(model.features(y, mask)))
 
 
 @compiled
 def _sample(model: AmortizedPosterior, y, mask, key, *, n: int):
     c = model.features(y, mask)
-    u = _per_event(model, lambda cc, k: model.head.sample(cc, k, n), c, jax.random.split(key, y.shape[0]))
+    u = jax.vmap(lambda cc, k: model.head.sample(cc, k, n))(c, jax.random.split(key, y.shape[0]))
     return model._to_state(u)
 
 
@@ -245,13 +239,13 @@ def _sample(model: AmortizedPosterior, y, mask, key, *, n: int):
 def _log_prob(model: AmortizedPosterior, x, y, mask, key):
     c = model.features(y, mask)
     u = model.standardise_x(x)
-    lp = _per_event(model, model.head.log_prob, u, c, jax.random.split(key, y.shape[0]))
+    lp = jax.vmap(model.head.log_prob)(u, c, jax.random.split(key, y.shape[0]))
     return lp.astype(jnp.float64) - model.standardizer.log_det()
 
 
 @compiled
 def _gaussian(model: AmortizedPosterior, y, mask):
-    mean, factor, diag = _per_event(model, model.head.gaussian, model.features(y, mask))
+    mean, factor, diag = jax.vmap(model.head.gaussian)(model.features(y, mask))
     mean = model._to_state(mean)
     st = model.standardizer
     factor = None if factor is None else jax.vmap(st.scale_factor)(factor)

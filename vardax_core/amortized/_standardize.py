@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
+import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, Float
-
-from ._linalg import solve_lower
 
 
 class Standardizer(eqx.Module):
@@ -41,7 +40,7 @@ class Standardizer(eqx.Module):
         d = x_flat - self.x_mean
         if self.x_chol is None:
             return d / self.x_std
-        return solve_lower(self.x_chol, d.T).T
+        return jsl.solve_triangular(self.x_chol, d.T, lower=True).T
 
     def x_from_std(self, u):
         """Network units (..., n) → state units (float64)."""

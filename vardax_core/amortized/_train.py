@@ -19,7 +19,6 @@ from ..problems import Problem
 from ._augment import ring_shift_stride, shift_events
 from ._nets import is_non_trainable, trainable_spec
 from ._posterior import AmortizedPosterior
-from ._posterior import _per_event as per_event
 from ._standardize import StatsAccumulator
 from .._checks import dataclass_from_dict
 from .._epochs import EpochLoop
@@ -92,7 +91,7 @@ class TrainConfig:
 def _loss(model: AmortizedPosterior, x, y, mask, weight, key):
     c = model.features(y, mask)
     u = model.standardise_x(x)
-    losses = per_event(model, model.head.loss, u, c, jax.random.split(key, x.shape[0]))
+    losses = jax.vmap(model.head.loss)(u, c, jax.random.split(key, x.shape[0]))
     return jnp.sum(weight * losses.astype(jnp.float64)) / jnp.sum(weight)
 
 

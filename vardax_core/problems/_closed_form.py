@@ -18,7 +18,6 @@ import jax.scipy.linalg as jsl
 from jaxtyping import Array, Bool, Float
 
 from .._checks import check_observations, masked
-from .._lax import map_events
 from ..posterior import Posterior
 from ._forward import AbstractLinearForwardModel
 from ._observation import AbstractLinearObservationOperator
@@ -81,7 +80,7 @@ def batched_linear_gaussian_posterior(
     """Exact posteriors for a batch: means (B, *state), covariances (B, n, n)."""
     y, mask = problem.check_observations(y, mask, batched=True)
     G = window_matrix(problem)
-    return jax.jit(lambda a, b: map_events(lambda yy, mm: _posterior_one(problem, G, yy, mm), a, b))(y, mask)
+    return jax.jit(lambda a, b: jax.vmap(lambda yy, mm: _posterior_one(problem, G, yy, mm))(a, b))(y, mask)
 
 
 def kalman_gain(problem: Problem, mask: Bool[Array, "T *obs"]) -> Float[Array, "n n_obs"]:
@@ -135,7 +134,7 @@ class ExactLinearGaussianPosterior(eqx.Module):
     def __call__(self, y, mask):
         """Posterior means, (B, *state)."""
         y, mask = self._check(y, mask)
-        return map_events(lambda a, b: self._one(a, b)[0], y, mask).reshape(-1, *self.state_shape)
+        return jax.vmap(lambda a, b: self._one(a, b)[0])(y, mask).reshape(-1, *self.state_shape)
 
     def sample(self, y, mask, key, n: int):
         """(B, n, *state) exact draws: x = mean + L⁻ᵀ z with precision L Lᵀ."""
@@ -147,7 +146,7 @@ class ExactLinearGaussianPosterior(eqx.Module):
             z = jax.random.normal(k, (n, mean.shape[0]), dtype=mean.dtype)
             return mean + jsl.solve_triangular(chol, z.T, lower=True, trans="T").T
 
-        return map_events(one, y, mask, keys).reshape(y.shape[0], n, *self.state_shape)
+        return jax.vmap(one)(y, mask, keys).reshape(y.shape[0], n, *self.state_shape)
 
     def log_prob(self, x, y, mask):
         """(B,) exact log densities of states x (B, *state)."""
@@ -158,7 +157,7 @@ class ExactLinearGaussianPosterior(eqx.Module):
             d = chol.T @ (xx.reshape(-1) - mean)
             return -0.5 * (d @ d) + jnp.sum(jnp.log(jnp.diag(chol))) - 0.5 * d.size * jnp.log(2 * jnp.pi)
 
-        return map_events(one, x, y, mask)
+        return jax.vmap(one)(x, y, mask)
 
     def posterior(self, y, mask, key=None, n_samples: int = 0):
         """The :class:`~vardax_core.Posterior` with dense covariance (and draws if asked)."""
@@ -169,7 +168,7 @@ class ExactLinearGaussianPosterior(eqx.Module):
             cov = jsl.cho_solve((chol, True), jnp.eye(mean.shape[0]))
             return mean, jnp.linalg.cholesky(cov)
 
-        mean, cov_chol = map_events(one, y, mask)
+        mean, cov_chol = jax.vmap(one)(y, mask)
         samples = None
         if n_samples:
             samples = self.sample(y, mask, key, n_samples)

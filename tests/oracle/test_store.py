@@ -165,8 +165,8 @@ def test_open_oracle_validates(pairs, store, tmp_path):
 
 @pytest.mark.timeout(600)  # a regression hangs (batched LAPACK in two threads): fail, never hang
 def test_chunks_solved_by_concurrent_threads(pairs, store, tmp_path):
-    """A thread task runner solves chunks concurrently in one process; the writer
-    serialises the solves (see ``_SOLVE_LOCK``) and the store equals the sequential one."""
+    """A thread task runner solves chunks concurrently in one process (solves overlap:
+    there is no lock) and the store equals the sequential one."""
     from concurrent.futures import ThreadPoolExecutor
 
     p, path = pairs

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Callable
 
 import jax
@@ -36,14 +35,6 @@ from ._laplace import _resolve_method, laplace_posterior
 from ._multistart import MultiStart
 from ._result import CONVERGED, INVALID_INPUT, NONFINITE, REASONS
 from ._strong import StrongFourDVar
-
-#: One solve at a time per process. The solvers vmap per-event Cholesky factorisations
-#: over events; jaxlib 0.10.2 on CPU runs such batched LAPACK kernels on XLA's intra-op
-#: thread pool, and two of them in flight at once (two chunks solved by two threads of a
-#: thread task runner) wait on each other forever on a 2-core machine (observed: the
-#: lorenz96 oracle-solve flow with two thread workers hung with its process idle). Threads
-#: still overlap reading and writing Zarr; parallel solves need processes (Dask workers).
-_SOLVE_LOCK = threading.Lock()
 
 ORACLE = DatasetSchema(
     name="oracle",
@@ -179,10 +170,9 @@ class OracleStoreWriter:
         bcast = valid.reshape(-1, *[1] * (y.ndim - 1))
         y_s = np.where(bcast & mask, y, 0.0)  # an invalid event is solved with no observations
         mask_s = bcast & mask
-        with _SOLVE_LOCK:
-            res = self.solver.solve(self.problem, y_s, mask_s)
-            post = laplace_posterior(self.problem, res.x, y_s, mask_s, method=self.laplace_method, rank=self.rank)
-            res, post = jax.block_until_ready((res, post))
+        res = self.solver.solve(self.problem, y_s, mask_s)
+        post = laplace_posterior(self.problem, res.x, y_s, mask_s, method=self.laplace_method, rank=self.rank)
+        res, post = jax.block_until_ready((res, post))
 
         mean, std = np.asarray(post.mean), np.asarray(post.std)
         out_axes = tuple(range(1, mean.ndim))

@@ -57,10 +57,8 @@ def seed_keys():
 
 
 def sbc_over_seeds(posterior, problem, keys, config=SBC_CONFIG):
-    """Independent SBC simulations, one per key. One compiled program serves every seed
-    (and the run_gates tests); a ``vmap`` over seeds would batch the posterior's
-    Cholesky / triangular solves, which jaxlib 0.10 runs slowly and can deadlock on
-    2 cores (see ``vardax_core.gates._common.chunked_map``)."""
+    """Independent SBC simulations, one per key; one compiled program serves every seed
+    (and the run_gates tests)."""
     from vardax_core.gates import simulate_sbc
 
     return [simulate_sbc(posterior, problem, k, config) for k in keys]

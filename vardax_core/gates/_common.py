@@ -32,13 +32,8 @@ def point_estimate_one(posterior, y, mask, state_shape):
 def chunked_map(f, xs, chunk: int = 1):
     """``jax.lax.map(f, xs)``, optionally vmapping ``chunk``-sized blocks.
 
-    ``chunk`` = 1 (the gates' default) maps one item at a time: on CPU that is as fast
-    as vmapped blocks for the heads measured (lorenz96 Gaussian and flow heads) and much
-    faster for heads with small Cholesky / triangular solves, which jaxlib 0.10 runs
-    slowly when batched (vmapped blocks of 50 Gaussian-head SBC runs: 25x slower). Batched
-    LAPACK kernels also split their batch over the CPU thread pool and, when two run
-    concurrently on a 2-core machine, wait for each other forever: a deadlock observed
-    with vmapped blocks of Gaussian-head SBC runs. With ``chunk`` > 1 the leading axis
+    ``chunk`` = 1 maps one item at a time (the gates' defaults are in ``GateConfig``,
+    Batching). With ``chunk`` > 1 the leading axis
     (size n) is split into c = ceil(n / chunk) equal blocks of ceil(n / c) items,
     padding with copies of the last item (fewer than c) whose outputs are dropped, so
     ``f`` is compiled once (``lax.map(batch_size=…)`` compiles a remainder block too).

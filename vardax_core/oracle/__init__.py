@@ -8,6 +8,9 @@
 - :func:`laplace_posterior` (and :func:`laplace_covariance`) give the Gauss–Newton
   Laplace posterior at the minimum; :func:`sensitivity_jvp` / :func:`sensitivity_vjp`
   the observation sensitivity ∂x*/∂y.
+- :func:`mcmc_reference` samples the exact posterior exp(−J) by HMC from the MAP,
+  preconditioned by the Laplace covariance: a :class:`ReferencePosterior` with mixing
+  and Laplace-validity diagnostics per event (settings: :class:`ReferenceConfig`).
 - :class:`OracleAnalysis` is the oracle behind the shared analysis interface.
 - :func:`solve_to_store` / :class:`OracleStoreWriter` write the ``oracle`` Zarr
   dataset chunk by chunk, resumably; :func:`open_oracle` reads it back validated.
@@ -21,6 +24,9 @@ from ._laplace import LowRankLaplaceCovariance as LowRankLaplaceCovariance
 from ._laplace import laplace_covariance as laplace_covariance
 from ._laplace import laplace_posterior as laplace_posterior
 from ._multistart import MultiStart as MultiStart
+from ._reference import ReferenceConfig as ReferenceConfig
+from ._reference import ReferencePosterior as ReferencePosterior
+from ._reference import mcmc_reference as mcmc_reference
 from ._result import CONVERGED as CONVERGED
 from ._result import INVALID_INPUT as INVALID_INPUT
 from ._result import MAX_ITERATIONS as MAX_ITERATIONS

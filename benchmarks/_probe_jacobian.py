@@ -29,11 +29,7 @@ import vardax_core  # noqa: F401  (float64)
 from vardax_core.oracle import StrongFourDVar, laplace_posterior, mcmc_reference
 from vardax_core.problems import get_problem
 
-
-def quantiles(a) -> str:
-    a = np.asarray(a, dtype=float).ravel()
-    qs = np.percentile(a, [0, 5, 50, 95, 100])
-    return "min {:.3f}  p5 {:.3f}  median {:.3f}  p95 {:.3f}  max {:.3f}".format(*qs)
+from _probe_reference import quantiles  # noqa: E402  (benchmarks/ is the script's directory)
 
 
 def ift_jacobians(p, x_star, y, mask):

@@ -61,11 +61,33 @@ class DataSpec(_Model):
 
 
 class OracleSpec(_Model):
+    """Step 2: the 4DVar oracle (``solver`` with ``settings``, ``n_starts``) on the
+    held-out events, ``chunk_size`` events per task on ``workers`` workers.
+    ``reference``: when set (a mapping of ``vardax_core.oracle.ReferenceConfig`` fields,
+    ``{}`` for its defaults), every event also gets its exact posterior by MCMC from the
+    4DVar MAP (mean, std, draws, diagnostics and the posterior-mean Jacobian), which the
+    gates then use as their reference; ``reference_seed`` seeds the chains."""
+
     solver: Literal["strong", "incremental"] = "incremental"
     settings: dict[str, Any] = Field(default_factory=dict)
     n_starts: PositiveInt = 1
     chunk_size: PositiveInt = 100
     workers: PositiveInt = 2
+    reference: dict[str, Any] | None = None
+    reference_seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _valid_reference(self):
+        self.reference_config()
+        return self
+
+    def reference_config(self):
+        """The validated ``ReferenceConfig`` (None when no reference is asked for)."""
+        if self.reference is None:
+            return None
+        from vardax_core.oracle import ReferenceConfig
+
+        return ReferenceConfig.from_dict(self.reference)
 
 
 class HeadSpec(_Model):

@@ -1,4 +1,5 @@
-"""Step flow ``oracle-solve``: 4DVar + Laplace posteriors of the held-out events.
+"""Step flow ``oracle-solve``: 4DVar + Laplace posteriors of the held-out events, and
+with ``oracle.reference`` their exact posteriors by MCMC.
 
 The oracle store is split into chunks solved as independent tasks on the flow's task
 runner (threads by default, a Dask cluster with ``dask_address``); each task writes its
@@ -33,7 +34,10 @@ def build_solver(config: PipelineConfig):
 def oracle_path(config: PipelineConfig, heldout: DatasetRef) -> str:
     # keyed on the resolved solver settings (defaults included), not just the config text
     solver = json.dumps(build_solver(config).config(), sort_keys=True)
-    key = hashlib.sha256(f"{heldout.hash}|{config.oracle.chunk_size}|{solver}".encode()).hexdigest()[:12]
+    ref = config.oracle.reference_config()
+    reference = "" if ref is None else "|" + json.dumps({**ref.to_dict(), "seed": config.oracle.reference_seed},
+                                                         sort_keys=True)
+    key = hashlib.sha256(f"{heldout.hash}|{config.oracle.chunk_size}|{solver}{reference}".encode()).hexdigest()[:12]
     return str(problem_dir(config) / f"oracle-{key}.zarr")
 
 
@@ -49,6 +53,7 @@ def _writer(config_json: str, heldout_json: str):
     return OracleStoreWriter(
         config.problem.build(), heldout.path, oracle_path(config, heldout), solver=build_solver(config),
         chunk_size=config.oracle.chunk_size, pairs_hash=heldout.hash,
+        reference=config.oracle.reference_config(), reference_seed=config.oracle.reference_seed,
     )
 
 
@@ -87,8 +92,13 @@ def oracle_solve(config: PipelineConfig, heldout: DatasetRef, dask_address: str 
     else:
         logger.info("oracle store %s is complete: nothing to solve", path)
     ref = finalize_task(path, heldout.n_events).model_copy(update={"cached": not pending})
-    conv = np.asarray(open_oracle(path)["converged"].values)
+    ds = open_oracle(path)
+    conv = np.asarray(ds["converged"].values)
     logger.info("oracle: %d/%d events converged", int(conv.sum()), conv.size)
+    if "ref_mixed" in ds:
+        mixed, lap = np.asarray(ds["ref_mixed"].values), np.asarray(ds["ref_laplace_ok"].values)
+        logger.info("reference posterior (MCMC): %d/%d events mixed; the Laplace posterior holds on %d",
+                    int(mixed.sum()), mixed.size, int(lap.sum()))
     return ref
 
 

@@ -122,3 +122,14 @@ def test_sensitivity_on_a_nonlinear_problem_against_finite_differences():
     assert np.median(err["gauss-newton"]) > 0.02
     with pytest.raises(ValueError, match="hessian"):
         sensitivity_jvp(p, x0[0], y[0], mask[0], dy[0], hessian="full")
+    # the dense form (jnp.linalg.solve with jax.hessian) is the same operator
+    from vardax_core.oracle import sensitivity_matrix
+
+    for hessian in ("exact", "gauss-newton"):
+        J = jax.jit(jax.vmap(lambda *a: sensitivity_matrix(p, *a, hessian=hessian)))(x0, y, mask)
+        jv = jax.jit(jax.vmap(lambda *a: sensitivity_jvp(p, *a, hessian=hessian)))(x0, y, mask, dy)
+        E = len(y)
+        dense = J.reshape(E, p.n_state, -1) @ jnp.where(mask, dy, 0.0).reshape(E, -1, 1)
+        assert rel_err(dense.reshape(jv.shape), jv) <= 1e-8
+    with pytest.raises(ValueError, match="hessian"):
+        sensitivity_matrix(p, x0[0], y[0], mask[0], hessian="full")

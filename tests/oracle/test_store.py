@@ -175,3 +175,38 @@ def test_chunks_solved_by_concurrent_threads(pairs, store, tmp_path):
     with ThreadPoolExecutor(max_workers=3) as pool:
         list(pool.map(writer.process_chunk, range(writer.n_chunks)))
     assert dataset_hash(out) == dataset_hash(store)
+
+
+def test_reference_posterior_is_stored_with_the_oracle(pairs, store, tmp_path):
+    """``reference=`` adds the MCMC reference posterior: the exact Gaussian posterior's
+    mean within Monte-Carlo error, its Jacobian the Kalman gain (within its MC error),
+    fallback events never ``mixed``; a resume with other reference settings is refused."""
+    from vardax_core.oracle import ReferenceConfig
+    from vardax_core.problems import kalman_gain
+
+    p, path = pairs
+    cfg = ReferenceConfig(n_warmup=100, n_samples=500, n_draws=40)
+    out = str(tmp_path / "ref.zarr")
+    solve_to_store(p, path, out, solver=SOLVER, chunk_size=CHUNK, reference=cfg, reference_seed=1)
+    ds = open_oracle(out, p)
+    plain = open_oracle(store, p)
+    for name in ("mean", "std", "converged", "fallback"):
+        np.testing.assert_array_equal(ds[name].values, plain[name].values)  # the 4DVar part is unchanged
+    assert ds["ref_draws"].shape == (N, 40, *p.state_shape)
+    ok = ds["converged"].values
+    assert not ds["ref_mixed"].values[~ok].any() and ds["ref_mixed"].values[ok].mean() >= 0.9
+    good = ok & ds["ref_mixed"].values
+    z = (ds["ref_mean"].values - ds["mean"].values) / ds["ref_mcse"].values
+    assert np.all(np.abs(z[good]) < 5)  # the linear-Gaussian posterior mean is the 4DVar MAP
+    np.testing.assert_allclose(ds["ref_std"].values[good], ds["std"].values[good], rtol=0.15)
+    mask = ds["mask"].values
+    for e in np.flatnonzero(good)[:3]:
+        K = np.asarray(kalman_gain(p, mask[e])).reshape(ds["ref_jacobian"].shape[1:])
+        K = np.where(mask[e], K, 0.0)
+        err = np.sum((ds["ref_jacobian"].values[e] - K) ** 2) / np.sum(ds["ref_jacobian_var"].values[e])
+        assert 0.25 < err < 4  # the squared error is the stated Monte-Carlo variance
+    assert json.loads(ds.attrs["reference_config"])["seed"] == 1
+    with pytest.raises(ValueError, match="reference_config"):
+        OracleStoreWriter(p, path, out, solver=SOLVER, chunk_size=CHUNK, reference=cfg.replace(n_samples=400))
+    with pytest.raises(ValueError, match="`reference` must be a ReferenceConfig"):
+        OracleStoreWriter(p, path, str(tmp_path / "x.zarr"), solver=SOLVER, chunk_size=CHUNK, reference={})

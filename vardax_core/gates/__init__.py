@@ -2,7 +2,10 @@
 
 1. :func:`posterior_agreement` — the head's point estimate within ``tolerance_sigma``
    oracle standard deviations on a ``min_fraction`` of held-out events.
-2. :func:`adjoint_calibration` — ∂x̂/∂y against the oracle's ∂x*/∂y by jvp/vjp probing
+2. :func:`adjoint_calibration` — ∂x̂/∂y against a reference Jacobian: the MCMC
+   posterior-mean Jacobian stored with the oracle (:class:`MCMCReference`) or the
+   oracle's implicit-function Jacobian, compared densely (:func:`compare_jacobians`,
+   pooled Frobenius error with a per-event tail bound) or matrix-free by jvp/vjp probing
    and power iteration (:func:`compare_linear_operators`, shared with the emulator's
    :func:`emulator_jacobian_calibration`).
 3. :func:`sbc` — simulation-based calibration: rank uniformity per state component and
@@ -16,6 +19,7 @@ mask)`` → (B,).
 """
 
 from ._adjoint import KalmanReference as KalmanReference
+from ._adjoint import MCMCReference as MCMCReference
 from ._adjoint import OracleReference as OracleReference
 from ._adjoint import PosteriorReference as PosteriorReference
 from ._adjoint import adjoint_calibration as adjoint_calibration
@@ -24,6 +28,9 @@ from ._adjoint import emulator_jacobian_calibration as emulator_jacobian_calibra
 from ._adjoint import gaussian_probes as gaussian_probes
 from ._adjoint import linear_operator as linear_operator
 from ._adjoint import operator_gate as operator_gate
+from ._jacobian import compare_jacobians as compare_jacobians
+from ._jacobian import jacobian_gate as jacobian_gate
+from ._jacobian import point_jacobian as point_jacobian
 from ._agreement import agreement_from_estimates as agreement_from_estimates
 from ._agreement import posterior_agreement as posterior_agreement
 from ._config import GateConfig as GateConfig

@@ -1,7 +1,19 @@
-"""Gate 2 — adjoint calibration: ∂x̂/∂y of the head against the oracle's ∂x*/∂y.
+"""Gate 2 — adjoint calibration: ∂x̂/∂y of the head against a reference ∂x/∂y.
 
-Both Jacobians are touched only through Jacobian-vector products (jvp, J v) and
-vector-Jacobian products (vjp, Jᵀ w), never formed densely. The generic core,
+The references (one event each): the MCMC posterior-mean Jacobian stored with the
+oracle dataset (:class:`MCMCReference`, the default wherever it is stored), the
+implicit-function Jacobian of the 4DVar minimiser (:class:`OracleReference`, exact
+Hessian by default), the Kalman gain (:class:`KalmanReference`) or another model
+(:class:`PosteriorReference`). Two comparisons, chosen by ``GateConfig.adjoint_statistic``:
+
+- ``"frobenius"`` (default): both Jacobians formed densely, the pooled debiased
+  Frobenius error with a per-event tail bound (:mod:`vardax_core.gates._jacobian`);
+- ``"operator-norm"``: matrix-free, for states too large for dense Jacobians, described
+  below.
+
+In the operator-norm comparison both Jacobians are touched only through
+Jacobian-vector products (jvp, J v) and vector-Jacobian products (vjp, Jᵀ w), never
+formed densely. The generic core,
 :func:`compare_linear_operators`, compares two linear operators A (the candidate) and
 B (the reference) from R^in to R^out restricted to the unmasked input slots
 (P = diag(mask): masked observations are excluded from every probe):
@@ -44,6 +56,7 @@ import numpy as np
 
 from ._common import DualJit, check_output, chunked_map, nonfinite_reason, order_statistic, summary_quantiles
 from ._config import GateConfig
+from ._jacobian import compare_jacobians, head_jacobians, jacobian_gate, point_jacobian
 from ._report import GateResult
 
 NAME = "adjoint_calibration"
@@ -194,6 +207,12 @@ class KalmanReference(eqx.Module):
         return (lambda dy: (K @ dy.reshape(-1)).reshape(state_shape),
                 lambda dx: (K.T @ dx.reshape(-1)).reshape(y_shape))
 
+    def matrix(self, y, mask, aux):
+        from ..problems import kalman_gain
+
+        K = kalman_gain(self.problem, mask).astype(F64).reshape(*self.problem.state_shape, *y.shape)
+        return jnp.where(mask, K, 0.0), None
+
 
 class OracleReference(eqx.Module):
     """∂x*/∂y by the implicit function theorem at the 4DVar minimum x* (``aux``), from
@@ -201,7 +220,7 @@ class OracleReference(eqx.Module):
     Gauss–Newton or the exact Hessian (``hessian``, see ``GateConfig.adjoint_hessian``)."""
 
     problem: object
-    hessian: str = eqx.field(static=True, default="gauss-newton")
+    hessian: str = eqx.field(static=True, default="exact")
 
     @property
     def state_shape(self):
@@ -214,6 +233,11 @@ class OracleReference(eqx.Module):
         return (lambda dy: sensitivity_jvp(self.problem, aux, y, mask, dy.astype(F64), hessian=h).astype(F64),
                 lambda dx: sensitivity_vjp(self.problem, aux, y, mask, dx.astype(F64), hessian=h).astype(F64))
 
+    def matrix(self, y, mask, aux):
+        from ..oracle import sensitivity_matrix
+
+        return sensitivity_matrix(self.problem, aux, y, mask, hessian=self.hessian).astype(F64), None
+
 
 class PosteriorReference(eqx.Module):
     """∂x̂/∂y of another posterior's point estimate (the champion, an emulator-based
@@ -225,6 +249,35 @@ class PosteriorReference(eqx.Module):
     def operator(self, y, mask, aux):
         _, jvp, vjp = linear_operator(_mean_map(self.posterior, mask, self.state_shape), y)
         return jvp, vjp
+
+    def matrix(self, y, mask, aux):
+        return point_jacobian(self.posterior, y, mask, self.state_shape)[0], None
+
+
+class MCMCReference(eqx.Module):
+    """∂E[x|y]/∂y of the exact posterior, estimated by MCMC and stored with the oracle
+    dataset (``ref_jacobian``, ``ref_jacobian_var``: the Gaussian-noise identity
+    Cov(x, G(x) | y) W and its Monte-Carlo variance, see
+    :func:`vardax_core.oracle.mcmc_reference`). The Jacobian a perfect head has on a
+    nonlinear window. ``aux`` = (J, var) of the event; dense comparison only."""
+
+    state_shape: tuple[int, ...] = eqx.field(static=True)
+
+    def operator(self, y, mask, aux):
+        J = aux[0].reshape(math.prod(self.state_shape), -1)
+        return (lambda dy: (J @ dy.reshape(-1)).reshape(self.state_shape),
+                lambda dx: (J.T @ dx.reshape(-1)).reshape(y.shape))
+
+    def matrix(self, y, mask, aux):
+        J, var = aux
+        return jnp.where(mask, J.astype(F64), 0.0), jnp.where(mask, var.astype(F64), 0.0)
+
+
+def reference_name(reference) -> str:
+    """How a report names the reference: the class, with the Hessian of an IFT one."""
+    if isinstance(reference, OracleReference):
+        return f"OracleReference({reference.hessian})"
+    return type(reference).__name__
 
 
 def _mean_map(posterior, mask, state_shape):
@@ -252,15 +305,34 @@ def _probe_events(posterior, reference, y, mask, aux, key, state_shape, n_probes
 _probe_events_jit = DualJit(_probe_events)
 
 
+def _reference_matrices(reference, y, mask, aux, chunk):
+    def one(args):
+        yy, mm, aa = args
+        J, var = reference.matrix(yy, mm, aa)
+        return {"J": J, "var": jnp.zeros_like(J) if var is None else var}
+
+    return chunked_map(one, (y, mask, aux), chunk)
+
+
+_reference_matrices_jit = DualJit(_reference_matrices)
+
+
 def adjoint_calibration(posterior, y, mask, reference, key, config: GateConfig | None = None, *, aux=None,
                         state_shape: tuple[int, ...] | None = None) -> GateResult:
     """Gate 2 on E held-out events ``y``, ``mask`` (E, T, *obs).
 
-    ``reference`` provides ``operator(y, mask, aux) -> (jvp, vjp)`` for one event:
-    :class:`OracleReference` (``aux`` = the oracle's x*, (E, *state)), for linear
-    problems :class:`KalmanReference`, or :class:`PosteriorReference` (another model). Events without any observed slot are skipped
-    (their ∂x/∂y is empty) and counted in ``details``. ``config.adjoint_chunk`` events
-    are probed at a time under jit.
+    ``reference`` gives one event's reference Jacobian: :class:`MCMCReference` (``aux``
+    = (J, var), the stored MCMC ∂E[x|y]/∂y and its variance, (E, *state, T, *obs)
+    each), :class:`OracleReference` (``aux`` = the oracle's x*, (E, *state); the
+    implicit-function Jacobian of the 4DVar minimiser), for linear problems
+    :class:`KalmanReference`, or :class:`PosteriorReference` (another model).
+
+    ``config.adjoint_statistic`` picks the comparison: ``"frobenius"`` (default) forms
+    both Jacobians densely and applies the pooled/tail rule of
+    :mod:`vardax_core.gates._jacobian`; ``"operator-norm"`` is the matrix-free
+    probe/power-iteration comparison of :func:`compare_linear_operators` with the
+    ``adjoint_quantile`` rule (for states too large for dense Jacobians; ``key`` draws
+    its probes). Events without any observed slot are skipped and counted in ``details``.
     """
     config = config or GateConfig()
     # Host-side preparation (NumPy): eager JAX ops would each compile a small kernel.
@@ -271,18 +343,41 @@ def adjoint_calibration(posterior, y, mask, reference, key, config: GateConfig |
         raise ValueError(f"`mask` must be boolean, got {mask.dtype}")
     state_shape = tuple(state_shape or reference.state_shape)
     n_events = y.shape[0]
-    aux = np.zeros((n_events, *state_shape)) if aux is None else np.asarray(aux)
-    if aux.shape != (n_events, *state_shape):
-        raise ValueError(f"`aux` (the oracle x*) must have shape {(n_events, *state_shape)}, got {aux.shape}")
+    if isinstance(reference, MCMCReference):
+        if aux is None or len(aux) != 2:
+            raise ValueError("`aux` must be the pair (jacobian, jacobian_var) for an MCMCReference")
+        aux = tuple(np.asarray(a, np.float64) for a in aux)
+        want = (n_events, *state_shape, *y.shape[1:])
+        for nm, a in zip(("jacobian", "jacobian_var"), aux):
+            if a.shape != want:
+                raise ValueError(f"`aux` {nm} (the MCMC reference) must have shape {want}, got {a.shape}")
+        if config.adjoint_statistic != "frobenius":
+            raise ValueError("an MCMCReference carries Monte-Carlo error: use adjoint_statistic='frobenius'")
+    else:
+        aux = np.zeros((n_events, *state_shape)) if aux is None else np.asarray(aux)
+        if aux.shape != (n_events, *state_shape):
+            raise ValueError(f"`aux` (the oracle x*) must have shape {(n_events, *state_shape)}, got {aux.shape}")
     observed = mask.reshape(n_events, -1).any(axis=1)
-    y, mask, aux = y[observed], mask[observed], aux[observed]
-    extra = {"n_skipped_unobserved": int((~observed).sum())}
+    y, mask = y[observed], mask[observed]
+    aux = jax.tree_util.tree_map(lambda a: a[observed], aux)
+    extra = {"n_skipped_unobserved": int((~observed).sum()), "statistic": config.adjoint_statistic}
+    name = reference_name(reference)
+    if config.adjoint_statistic == "frobenius":
+        if y.shape[0] == 0:
+            return jacobian_gate(NAME, compare_jacobians(np.zeros((0, 1)), np.zeros((0, 1))), config, name,
+                                 extra=extra)
+        chunk = config.chunk("eval_chunk")
+        head = head_jacobians(config.fast_compile, posterior, y, mask, state_shape, chunk)
+        ref = _reference_matrices_jit(config.fast_compile, reference, y, mask, aux, chunk)
+        comparison = compare_jacobians(np.asarray(head["J"]), np.asarray(ref["J"]), None, np.asarray(ref["var"]))
+        return jacobian_gate(NAME, comparison, config, name, extra=extra, valid=np.asarray(head["finite"]))
+    extra["reference"] = name
     if y.shape[0] == 0:
         return operator_gate(NAME, {"ratio": np.zeros(0), "probe_errors": np.zeros((0, config.n_probes)),
                                     "frobenius_ratio": np.zeros(0), "power_change": np.zeros(0)},
                              config, "‖J_f − J_o‖/‖J_o‖", extra=extra)
-    out = _probe_events_jit(config.fast_compile, posterior, reference, y, mask, aux, key, state_shape, int(config.n_probes),
-                        int(config.power_steps), config.chunk("adjoint_chunk"))
+    out = _probe_events_jit(config.fast_compile, posterior, reference, y, mask, aux, key, state_shape,
+                            int(config.n_probes), int(config.power_steps), config.chunk("adjoint_chunk"))
     valid = np.asarray(out.pop("estimate_finite"))
     return operator_gate(NAME, out, config, "‖J_f − J_o‖/‖J_o‖", extra=extra, valid=valid)
 

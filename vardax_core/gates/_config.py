@@ -22,13 +22,25 @@ class GateConfig:
         ``agreement_events``: at most this many (converged) oracle events; None = all.
 
     Adjoint calibration
-        ``adjoint_threshold`` (0.05) on the relative operator-norm error
+        ``adjoint_statistic`` ("frobenius", the default): the head's and the
+        reference's Jacobians ∂x/∂y are formed densely per event; the statistic is the
+        pooled relative Frobenius error R = √(Σ_e ‖J_f − J_ref‖²_F / Σ_e ‖J_ref‖²_F)
+        over ``adjoint_events`` events, debiased for the reference's Monte-Carlo
+        variance; the gate passes when R < ``adjoint_threshold`` (0.05) and every
+        event's own debiased ratio is < ``adjoint_tail`` (0.25), so no event may be
+        arbitrarily wrong (``vardax_core.gates._jacobian``). ``adjoint_reference``:
+        "auto" (the MCMC posterior-mean Jacobian when the oracle dataset stores one,
+        else the oracle's implicit-function Jacobian), "mcmc" (required; an error when
+        the dataset has none) or "ift".
+
+        ``adjoint_statistic="operator-norm"`` (matrix-free, for states too large for
+        dense Jacobians): ``adjoint_threshold`` on the relative operator-norm error
         ||J_f - J_o||_2 / ||J_o||_2 estimated by ``power_steps`` power iterations; the
         gate statistic is the ``adjoint_quantile`` (0.95) order statistic of that ratio
         over ``adjoint_events`` held-out events (passes when it is < threshold, i.e.
         when at least 95 % of events are below threshold). ``n_probes`` random probes
         per event give the (reported) per-probe relative errors. ``adjoint_hessian``
-        ("gauss-newton", DESIGN.md's definition, or "exact"): the Hessian of the oracle's
+        ("exact", the default, or "gauss-newton", DESIGN.md's first definition): the Hessian of the oracle's
         implicit-function-theorem sensitivity. Both agree for a linear window; for a
         nonlinear one only "exact" is the derivative of the 4DVar analysis y ↦ x*(y)
         (the Gauss–Newton form drops the residual curvature and is not the Jacobian of
@@ -76,7 +88,10 @@ class GateConfig:
     n_probes: int = 8
     power_steps: int = 20
     adjoint_chunk: int | None = None
-    adjoint_hessian: str = "gauss-newton"
+    adjoint_hessian: str = "exact"
+    adjoint_statistic: str = "frobenius"
+    adjoint_tail: float = 0.25
+    adjoint_reference: str = "auto"
     # simulation-based calibration
     sbc_runs: int = 1000
     sbc_draws: int = 99
@@ -109,6 +124,12 @@ class GateConfig:
             need(v is None or int(v) >= 1, f"`{name}` must be >= 1 or None, got {v}")
         need(self.adjoint_hessian in ("gauss-newton", "exact"),
              f"`adjoint_hessian` must be 'gauss-newton' or 'exact', got {self.adjoint_hessian!r}")
+        need(self.adjoint_statistic in ("frobenius", "operator-norm"),
+             f"`adjoint_statistic` must be 'frobenius' or 'operator-norm', got {self.adjoint_statistic!r}")
+        need(self.adjoint_reference in ("auto", "mcmc", "ift"),
+             f"`adjoint_reference` must be 'auto', 'mcmc' or 'ift', got {self.adjoint_reference!r}")
+        need(self.adjoint_tail >= self.adjoint_threshold,
+             f"`adjoint_tail` ({self.adjoint_tail}) must be >= `adjoint_threshold` ({self.adjoint_threshold})")
         need(0 < self.sbc_alpha < 1, f"`sbc_alpha` must be in (0, 1), got {self.sbc_alpha}")
         need(0 < self.band_level < 1, f"`band_level` must be in (0, 1), got {self.band_level}")
         need(self.sbc_bins >= 2, f"`sbc_bins` must be >= 2, got {self.sbc_bins}")

@@ -6,7 +6,7 @@
   inside it with probability ``band_level``;
 - the expected-coverage curve (marginal, HPD, TARP);
 - the agreement z-score histogram (per-event max-z and RMS-z);
-- the adjoint probe-error histogram (per-probe errors and per-event operator ratios).
+- the adjoint error histogram (per-event ratios; per-probe errors for the operator-norm statistic).
 """
 
 from __future__ import annotations
@@ -166,9 +166,15 @@ def plot_probe_errors(result, path: str) -> str:
     pos = both[both > 0]
     lo, hi = (pos.min(), pos.max()) if pos.size else (1e-3, 1.0)
     bins = np.logspace(np.log10(lo) - 0.1, np.log10(hi) + 0.1, 40)
-    ax.hist(np.maximum(pe, lo), bins=bins, alpha=0.7, label="per-probe ‖(J_f−J_o)v‖/‖J_o v‖")
-    ax.hist(np.maximum(r, lo), bins=bins, alpha=0.7, label="per-event ‖J_f−J_o‖/‖J_o‖ (power)")
-    ax.axvline(result.threshold, color="k", ls="--", label="threshold")
+    if pe.size:
+        ax.hist(np.maximum(pe, lo), bins=bins, alpha=0.7, label="per-probe ‖(J_f−J_o)v‖/‖J_o v‖")
+        ax.hist(np.maximum(r, lo), bins=bins, alpha=0.7, label="per-event ‖J_f−J_o‖/‖J_o‖ (power)")
+        ax.axvline(result.threshold, color="k", ls="--", label="threshold")
+    else:  # the dense Frobenius comparison: per-event ratios, pooled statistic and tail bound
+        ax.hist(np.maximum(r, lo), bins=bins, alpha=0.7, label="per-event debiased ‖J_f−J_ref‖_F/‖J_ref‖_F")
+        ax.axvline(result.threshold, color="k", ls="--", label="threshold (pooled)")
+        if "adjoint_tail" in d:
+            ax.axvline(d["adjoint_tail"], color="r", ls=":", label="tail bound (every event)")
     ax.set_xscale("log")
     ax.set_xlabel("relative error")
     ax.legend(fontsize=7)
@@ -195,6 +201,6 @@ def gate_figures(figure_dir: str, agreement=None, adjoint=None, sbc_result=None,
         paths.append(plot_coverage(diagnostics, os.path.join(figure_dir, "coverage.png")))
     if agreement is not None and "max_z" in agreement.details:
         paths.append(plot_agreement(agreement, os.path.join(figure_dir, "agreement_z.png")))
-    if adjoint is not None and "probe_errors" in adjoint.details:
+    if adjoint is not None and "ratio" in adjoint.details:
         paths.append(plot_probe_errors(adjoint, os.path.join(figure_dir, "adjoint_probe_errors.png")))
     return paths

@@ -198,6 +198,14 @@ class GateReport:
             rule = r.details.get("rule", "")
             lines.append(f"| {r.name} | {'pass' if r.passed else '**FAIL**'} | {_fmt(r.statistic)} | "
                          f"{rule} | {_fmt(r.threshold)} |")
+        refs = []  # which references and statistic the gates used (absent from old reports)
+        if "agreement_reference" in self.meta:
+            refs.append(f"agreement against {self.meta['agreement_reference']}")
+        if "reference" in self.meta:
+            stat = self.meta.get("adjoint_statistic", "operator-norm")
+            refs.append(f"adjoint against {self.meta['reference']} ({stat})")
+        if refs:
+            lines += ["", "References: " + "; ".join(refs)]
         notes = [f"- {r.name}: {r.details['summary']}" for r in self.results if r.details.get("summary")]
         notes += [f"- {r.name} failed: {r.reason}" for r in self.results if r.reason]
         if notes:

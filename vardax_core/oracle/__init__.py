@@ -7,7 +7,7 @@
   (:data:`REASONS`).
 - :func:`laplace_posterior` (and :func:`laplace_covariance`) give the Gauss–Newton
   Laplace posterior at the minimum; :func:`sensitivity_jvp` / :func:`sensitivity_vjp`
-  the observation sensitivity ∂x*/∂y.
+  the observation sensitivity ∂x*/∂y (:func:`sensitivity_matrix` dense, for small states).
 - :func:`mcmc_reference` samples the exact posterior exp(−J) by HMC from the MAP,
   preconditioned by the Laplace covariance: a :class:`ReferencePosterior` with mixing
   and Laplace-validity diagnostics per event (settings: :class:`ReferenceConfig`).
@@ -35,6 +35,7 @@ from ._result import REASONS as REASONS
 from ._result import STALLED as STALLED
 from ._result import FourDVarResult as FourDVarResult
 from ._sensitivity import sensitivity_jvp as sensitivity_jvp
+from ._sensitivity import sensitivity_matrix as sensitivity_matrix
 from ._sensitivity import sensitivity_vjp as sensitivity_vjp
 from ._strong import StrongFourDVar as StrongFourDVar
 from ._store import ORACLE as ORACLE

@@ -14,6 +14,16 @@ finite fallback (``mean`` = x_b, ``std`` and ``cov_chol`` of B), ``fallback`` Tr
 ``converged`` False, ``cost`` and ``grad_norm`` = +inf and ``iterations`` 0. ``y`` and
 ``mask`` are copied from the pairs store as they are (NaN at unobserved slots, by the
 project's convention).
+
+With a ``reference`` (:class:`ReferenceConfig`) each chunk also gets the exact posterior
+by MCMC from its Laplace posterior (:func:`mcmc_reference`): ``ref_mean``, ``ref_std``,
+``ref_mcse``, ``ref_draws`` (event, draw, *state), the per-event diagnostics
+``ref_rhat``, ``ref_ess``, ``ref_acceptance``, ``ref_divergences``, ``ref_mixed`` (use
+an event as a reference only where True; False for fallback events),
+``ref_laplace_shift`` / ``ref_laplace_ok`` (does the Laplace posterior hold?) and the
+posterior-mean Jacobian ``ref_jacobian`` with its Monte-Carlo variance
+``ref_jacobian_var`` (event, *state, time, *obs). Chunk c's chains use the key
+``fold_in(key(reference_seed), c)``.
 """
 
 from __future__ import annotations
@@ -32,7 +42,9 @@ from ..data import problem_attrs, time_coord
 from ..problems import Problem
 from ._base import AbstractFourDVar
 from ._laplace import _resolve_method, laplace_posterior
+from ..posterior import Posterior
 from ._multistart import MultiStart
+from ._reference import ReferenceConfig, mcmc_reference
 from ._result import CONVERGED, INVALID_INPUT, NONFINITE, REASONS
 from ._strong import StrongFourDVar
 
@@ -52,11 +64,31 @@ ORACLE = DatasetSchema(
         VariableSpec("converged", ("event",), "bool", False),
         VariableSpec("reason", ("event",), "int32", -1),
         VariableSpec("fallback", ("event",), "bool", False),
+        # the MCMC reference posterior (``reference=ReferenceConfig(...)``; see mcmc_reference)
+        *(VariableSpec(name, dims, dtype, fill, required=False) for name, dims, dtype, fill in (
+            ("ref_mean", ("event", "*state"), "float64", np.nan),
+            ("ref_std", ("event", "*state"), "float64", np.nan),
+            ("ref_mcse", ("event", "*state"), "float64", np.nan),
+            ("ref_draws", ("event", "draw", "*state"), "float64", np.nan),
+            ("ref_rhat", ("event",), "float64", np.nan),
+            ("ref_ess", ("event",), "float64", np.nan),
+            ("ref_acceptance", ("event",), "float64", np.nan),
+            ("ref_divergences", ("event",), "int32", -1),
+            ("ref_mixed", ("event",), "bool", False),
+            ("ref_laplace_shift", ("event",), "float64", np.nan),
+            ("ref_laplace_ok", ("event",), "bool", False),
+            ("ref_jacobian", ("event", "*state", "time", "*obs"), "float64", np.nan),
+            ("ref_jacobian_var", ("event", "*state", "time", "*obs"), "float64", np.nan),
+        )),
     ),
 )
 
+#: The reference-posterior variables written when the writer has a ``reference`` config
+#: (``ref_jacobian``/``ref_jacobian_var`` only when that config's ``jacobian`` is True).
+REFERENCE_VARIABLES = tuple(v.name for v in ORACLE.variables if v.name.startswith("ref_"))
+
 #: Attributes that, besides the store's identity, must match when a write resumes.
-_RESUME_ATTRS = ("pairs_hash", "events_hash", "solver_config", "laplace_config")
+_RESUME_ATTRS = ("pairs_hash", "events_hash", "solver_config", "laplace_config", "reference_config")
 
 
 def _events_hash(events: np.ndarray) -> str:
@@ -92,6 +124,8 @@ class OracleStoreWriter:
         laplace_method: str = "auto",
         rank: int | None = None,
         pairs_hash: str | None = None,
+        reference: ReferenceConfig | None = None,
+        reference_seed: int = 0,
     ):
         self.problem = problem
         self.solver = solver if solver is not None else StrongFourDVar()
@@ -109,9 +143,19 @@ class OracleStoreWriter:
         self.laplace_method = _resolve_method(problem, laplace_method)
         self.rank = rank
         self.has_cov_chol = self.laplace_method == "dense"
+        if reference is not None and not isinstance(reference, ReferenceConfig):
+            raise ValueError(f"`reference` must be a ReferenceConfig or None, got {type(reference).__name__}")
+        if reference is not None and not self.has_cov_chol:
+            raise ValueError("`reference` (the MCMC reference posterior) needs the dense Laplace posterior as its "
+                             f"preconditioner, but laplace_method resolved to {self.laplace_method!r}")
+        self.reference, self.reference_seed = reference, int(reference_seed)
         n = problem.n_state
-        sizes = {**layout_sizes(problem), "cov_row": (n,), "cov_col": (n,)}
-        names = [v.name for v in ORACLE.variables if v.required or (v.name == "cov_chol" and self.has_cov_chol)]
+        sizes = {**layout_sizes(problem), "cov_row": (n,), "cov_col": (n,),
+                 "draw": (reference.n_draws if reference is not None else 0,)}
+        ref_names = () if reference is None else tuple(
+            v for v in REFERENCE_VARIABLES if reference.jacobian or not v.startswith("ref_jacobian"))
+        names = [v.name for v in ORACLE.variables
+                 if v.required or (v.name == "cov_chol" and self.has_cov_chol) or v.name in ref_names]
         attrs = {
             **problem_attrs(problem),
             "seed": self.pairs.attrs.get("seed"),
@@ -119,6 +163,9 @@ class OracleStoreWriter:
             "events_hash": _events_hash(self.events),
             "solver_config": json.dumps(self.solver.config(), sort_keys=True),
             "laplace_config": json.dumps({"method": self.laplace_method, "rank": rank}, sort_keys=True),
+            **({} if reference is None else {
+                "reference_config": json.dumps({**reference.to_dict(), "seed": self.reference_seed}, sort_keys=True),
+                "has_reference": True}),
             "has_cov_chol": self.has_cov_chol,
             "reason_codes": json.dumps({str(k): v for k, v in REASONS.items()}),
             "fallback": "events flagged invalid_input or nonfinite hold the prior (mean x_b, std and "
@@ -131,10 +178,10 @@ class OracleStoreWriter:
         )
         found = dict(self.store.group.attrs)
         for key in _RESUME_ATTRS:
-            if found.get(key) != self.store.attrs[key]:
+            if found.get(key) != self.store.attrs.get(key):
                 raise ValueError(
                     f"oracle store {out_path!r} exists with {key}={found.get(key)!r}, but this write expects "
-                    f"{self.store.attrs[key]!r}; use another path or delete the store"
+                    f"{self.store.attrs.get(key)!r}; use another path or delete the store"
                 )
         prior = problem.prior
         self._prior_mean = np.asarray(prior.mean)
@@ -202,7 +249,26 @@ class OracleStoreWriter:
         }
         if self.has_cov_chol:
             data["cov_chol"] = np.where(fallback[:, None, None], self._prior_chol, chol)
+        if self.reference is not None:
+            data.update(self._reference_chunk(c, y_s, mask_s, data["mean"], data["cov_chol"], fallback))
         return {k: v[:n] for k, v in data.items()}
+
+    def _reference_chunk(self, c: int, y, mask, x_map, chol, fallback) -> dict[str, np.ndarray]:
+        """The MCMC reference posterior of chunk ``c`` from its (fallback-filled) Laplace
+        posteriors; fallback events are sampled too (finite values) but never ``mixed``."""
+        key = jax.random.fold_in(jax.random.key(self.reference_seed), c)
+        laplace = Posterior.create(jax.numpy.asarray(x_map), cov_factor=jax.numpy.asarray(chol))
+        ref = mcmc_reference(self.problem, y, mask, key, config=self.reference, laplace=laplace)
+        ref = jax.block_until_ready(ref)
+        out = {
+            "ref_mean": ref.mean, "ref_std": ref.std, "ref_mcse": ref.mcse, "ref_draws": ref.draws,
+            "ref_rhat": ref.rhat, "ref_ess": ref.ess, "ref_acceptance": ref.acceptance,
+            "ref_divergences": ref.divergences, "ref_mixed": np.asarray(ref.mixed) & ~fallback,
+            "ref_laplace_shift": ref.laplace_shift, "ref_laplace_ok": np.asarray(ref.laplace_ok) & ~fallback,
+        }
+        if self.reference.jacobian:
+            out["ref_jacobian"], out["ref_jacobian_var"] = ref.jacobian, ref.jacobian_var
+        return {k: np.asarray(v) for k, v in out.items()}
 
     def write_chunk(self, c: int, data) -> None:
         self.store.write_chunk(c, data)
@@ -232,12 +298,16 @@ def solve_to_store(
     laplace_method: str = "auto",
     rank: int | None = None,
     pairs_hash: str | None = None,
+    reference: ReferenceConfig | None = None,
+    reference_seed: int = 0,
 ) -> str:
     """Solve ``events`` (default: all) of the pairs store and write the ``oracle`` store
-    at ``out_path`` (resumable; see :class:`OracleStoreWriter`). Returns ``out_path``."""
+    at ``out_path`` (resumable; see :class:`OracleStoreWriter`); with ``reference``, also
+    the MCMC reference posterior of every event. Returns ``out_path``."""
     writer = OracleStoreWriter(
         problem, pairs_path, out_path, events=events, solver=solver, chunk_size=chunk_size,
-        laplace_method=laplace_method, rank=rank, pairs_hash=pairs_hash,
+        laplace_method=laplace_method, rank=rank, pairs_hash=pairs_hash, reference=reference,
+        reference_seed=reference_seed,
     )
     writer.run(progress)
     return writer.path
@@ -260,6 +330,15 @@ def open_oracle(path: str, problem: Problem | None = None) -> xr.Dataset:
                   "reason": (n,), "fallback": (n,)}
         if has_chol:
             shapes["cov_chol"] = (n, problem.n_state, problem.n_state)
+        if bool(ds.attrs.get("has_reference")):
+            for name in REFERENCE_VARIABLES:
+                if name not in ds.variables and not name.startswith("ref_jacobian"):
+                    raise ValueError(f"oracle store {path!r} has a reference posterior but no variable `{name}`")
+            shapes.update({k: (n, *s) for k in ("ref_mean", "ref_std", "ref_mcse")})
+            shapes.update({k: (n,) for k in ("ref_rhat", "ref_ess", "ref_acceptance", "ref_divergences",
+                                             "ref_mixed", "ref_laplace_shift", "ref_laplace_ok")})
+            if "ref_jacobian" in ds.variables:
+                shapes.update({k: (n, *s, *t) for k in ("ref_jacobian", "ref_jacobian_var")})
         for name, shape in shapes.items():
             if tuple(ds[name].shape) != shape:
                 raise ValueError(f"variable `{name}` in {path!r} has shape {tuple(ds[name].shape)}, expected {shape}")

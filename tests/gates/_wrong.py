@@ -7,6 +7,9 @@ Each wraps a posterior that follows the protocol and breaks one thing only:
   boundary semantics;
 - :class:`ScaledCovariance`: covariance × c around the right mean — SBC;
 - :class:`ScaledJacobian`: the same point estimates, ∂x̂/∂y × s — adjoint calibration;
+- :class:`ShiftedPosterior`: the whole distribution (estimate, draws, density) moved by
+  k σ in every component — one consistent but wrong posterior — SBC and agreement;
+- :class:`BiasedSampler`: the right estimate and density, draws moved by k σ — SBC;
 - :class:`Broken`: non-finite estimates, draws, log densities or Jacobians.
 """
 
@@ -87,6 +90,36 @@ class ScaledCovariance(_Wrapper):
         mu = self.base(y, mask)
         n = mu[0].size
         return self.base.log_prob(mu + (x - mu) / jnp.sqrt(self.c), y, mask) - 0.5 * n * jnp.log(self.c)
+
+
+class ShiftedPosterior(_Wrapper):
+    """N(μ + k σ, Σ): estimate, draws and density all shifted by k marginal σ."""
+
+    k: jax.Array
+
+    def _shift(self, y, mask):
+        return self.k * marginal_std(self.base, y, mask)
+
+    def __call__(self, y, mask):
+        mu = self.base(y, mask)
+        return mu + self._shift(y, mask).reshape(mu.shape)
+
+    def sample(self, y, mask, key, n):
+        d = self.base.sample(y, mask, key, n)
+        return d + self._shift(y, mask).reshape(d.shape[0], 1, *d.shape[2:])
+
+    def log_prob(self, x, y, mask):
+        return self.base.log_prob(x - self._shift(y, mask).reshape(x.shape), y, mask)
+
+
+class BiasedSampler(ShiftedPosterior):
+    """The right point estimate and density, but a sampler whose draws are shifted by k σ."""
+
+    def __call__(self, y, mask):
+        return self.base(y, mask)
+
+    def log_prob(self, x, y, mask):
+        return self.base.log_prob(x, y, mask)
 
 
 class ScaledJacobian(_Wrapper):

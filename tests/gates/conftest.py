@@ -16,7 +16,7 @@ from vardax_core.problems import ExactLinearGaussianPosterior, batched_linear_ga
 FAST = GateConfig(fast_compile=True)
 SBC_CONFIG = FAST.replace(sbc_runs=500, sbc_draws=99, sbc_bins=10)
 N_SEEDS = 40  # exact posterior: false-rejection rate over 40 seeds
-N_SEEDS_WRONG = 20  # deliberately wrong posteriors: rejection rate over 20 seeds
+N_SEEDS_WRONG = 40  # deliberately wrong posteriors: rejection rate over 40 seeds
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +77,13 @@ def scaled_sims(exact, lg, seed_keys):
 
     return {c: sbc_over_seeds(ScaledCovariance(exact, jnp.asarray(c)), lg, seed_keys[:N_SEEDS_WRONG])
             for c in (0.5, 2.0)}
+
+
+@pytest.fixture(scope="session")
+def shifted_sims(exact, lg, seed_keys):
+    """SBC simulations of a posterior shifted as a whole by 0.3 σ, and of one whose
+    sampler alone is biased by 0.3 σ (estimate and density right)."""
+    from tests.gates._wrong import BiasedSampler, ShiftedPosterior
+
+    return {name: sbc_over_seeds(cls(exact, jnp.asarray(0.3)), lg, seed_keys[:N_SEEDS_WRONG])
+            for name, cls in (("shifted", ShiftedPosterior), ("biased-sampler", BiasedSampler))}

@@ -31,6 +31,18 @@ import paramax
 from ._nets import cast_floats, mlp, positive_int, resolve, zero_linear
 
 _LOG_2PI = math.log(2 * math.pi)
+#: The fixed key of the flow and score heads' point estimate (common random numbers).
+_POINT_SEED = 20261206
+
+
+def _point_base(n_draws: int, n: int, dtype, antithetic: bool):
+    """(n_draws, n) standard-normal base draws from a fixed key; with ``antithetic`` half
+    of them are the negatives of the other half (exact for the Gaussian part)."""
+    key = jax.random.key(_POINT_SEED)
+    if not antithetic:
+        return jax.random.normal(key, (n_draws, n), dtype)
+    half = jax.random.normal(key, (n_draws // 2, n), dtype)
+    return jnp.concatenate([half, -half])
 
 
 def _covariance_cholesky(C):
@@ -334,14 +346,18 @@ class ConditionalFlowHead(AbstractHead):
     autoregressive), with ``transformer="rqs"`` (rational-quadratic splines on
     [−interval, interval], identity outside) or ``"affine"``.
 
-    Point-estimate convention: ``point(c) = μ(c)``, the preconditioner's mean, trained by
-    its own Gaussian likelihood and therefore a regression of the posterior mean
-    E[u | y]. It is one deterministic forward pass, differentiable in y.
+    Point estimate: the mean of this head's own distribution, E_q[u | c] = μ(c) +
+    A(c)⁻¹ E[T(z; f)], estimated with ``point_draws`` (64) antithetic base draws ±z_k
+    from a fixed key — deterministic and differentiable in y (common random numbers), so
+    the estimate the gates check, its Jacobian, the samples and the density all belong to
+    one distribution. Antithetic pairs make it exact when the flow is the identity (the
+    Gaussian part) and cancel every odd-order term of the flow's departure from it.
     """
 
     pre: GaussianPreconditioner
     flow: eqx.Module
     n: int = eqx.field(static=True)
+    point_draws: int = eqx.field(static=True)
 
     def __init__(self, n: int, cond_dim: int, n_obs: int, cfg: dict, key):
         from flowjax.bijections import RationalQuadraticSpline
@@ -352,6 +368,7 @@ class ConditionalFlowHead(AbstractHead):
 
         k1, k2 = jax.random.split(key)
         self.n = n
+        self.point_draws = cfg["point_draws"]
         self.pre = GaussianPreconditioner(n, cond_dim, n_obs, cfg, k1)
         transformer = RationalQuadraticSpline(knots=cfg["knots"], interval=cfg["interval"]) if cfg["transformer"] == "rqs" else None
         make = coupling_flow if cfg["flow"] == "coupling" else masked_autoregressive_flow
@@ -388,7 +405,9 @@ class ConditionalFlowHead(AbstractHead):
         return self.pre.loss(u, c) - self._flow_log_prob(r, c[0]) - logdet
 
     def point(self, c):
-        return self.pre.mean(c)
+        z = _point_base(self.point_draws, self.n, c[0].dtype, antithetic=True)
+        r = jax.vmap(lambda zz: self._apply("transform", zz, c[0]))(z)
+        return self.pre.color(jnp.mean(r, axis=0, keepdims=True), c)[0]
 
     def log_prob(self, u, c, key=None):
         r, logdet = self.pre.whiten(u, c)
@@ -402,8 +421,14 @@ class ConditionalFlowHead(AbstractHead):
 
 FLOW_DEFAULTS = {
     "flow": "coupling", "transformer": "rqs", "flow_layers": 6, "nn_width": 64, "nn_depth": 2,
-    "knots": 8, "interval": 5.0, "activation": "gelu", **PRECOND_DEFAULTS,
+    "knots": 8, "interval": 5.0, "activation": "gelu", "point_draws": 64, **PRECOND_DEFAULTS,
 }
+
+
+def _check_point_draws(where: str, cfg: dict, even: bool) -> None:
+    positive_int(where, cfg, "point_draws")
+    if even and cfg["point_draws"] % 2:
+        raise ValueError(f"{where}: `point_draws` must be even (antithetic pairs), got {cfg['point_draws']}")
 
 
 def resolve_flow_config(cfg: dict, n: int) -> dict:
@@ -414,6 +439,7 @@ def resolve_flow_config(cfg: dict, n: int) -> dict:
     if cfg["transformer"] not in ("rqs", "affine"):
         raise ValueError(f"head (flow): `transformer` must be 'rqs' or 'affine', got {cfg['transformer']!r}")
     positive_int("head (flow)", cfg, "flow_layers", "nn_width", "nn_depth", "knots")
+    _check_point_draws("head (flow)", cfg, even=True)
     if not float(cfg["interval"]) > 0:
         raise ValueError(f"head (flow): `interval` must be > 0, got {cfg['interval']!r}")
     cfg["interval"] = float(cfg["interval"])
@@ -440,8 +466,11 @@ class ScoreDiffusionHead(AbstractHead):
     - ``sample``: the reverse SDE from N(0, I) at t = 1 down to t_eps, Euler–Maruyama
       with ``sample_steps`` constant steps in diffrax (diagonal diffusion as a
       ``lineax.DiagonalLinearOperator``), then one Tweedie denoising step.
-    - ``point``: μ(c), the preconditioner's mean, a regression of the posterior mean
-      (deterministic, one forward pass, differentiable in y).
+    - ``point``: the mean of this head's own distribution, the average of
+      ``point_draws`` (32) reverse-SDE draws from a fixed key (common random numbers:
+      deterministic and differentiable in y, both modes) — so the estimate the gates
+      check and the samples come from one distribution. It costs ``point_draws`` ×
+      ``sample_steps`` network passes per event.
     - ``log_prob``: the probability-flow ODE from t_eps to 1 (Tsit5, adaptive), carrying
       the divergence of its vector field: exact (``jacfwd``) when n ≤
       ``exact_trace_max_dim``, else Hutchinson's estimator with ``hutchinson_probes``
@@ -462,6 +491,7 @@ class ScoreDiffusionHead(AbstractHead):
     hutchinson_probes: int = eqx.field(static=True)
     ode_rtol: float = eqx.field(static=True)
     ode_atol: float = eqx.field(static=True)
+    point_draws: int = eqx.field(static=True)
 
     def __init__(self, n: int, cond_dim: int, n_obs: int, cfg: dict, key):
         k1, k2 = jax.random.split(key)
@@ -474,6 +504,7 @@ class ScoreDiffusionHead(AbstractHead):
         self.sample_steps, self.dsm_draws = cfg["sample_steps"], cfg["dsm_draws"]
         self.exact_trace_max_dim, self.hutchinson_probes = cfg["exact_trace_max_dim"], cfg["hutchinson_probes"]
         self.ode_rtol, self.ode_atol = float(cfg["ode_rtol"]), float(cfg["ode_atol"])
+        self.point_draws = cfg["point_draws"]
 
     # ---- the SDE --------------------------------------------------------------------
     def _beta(self, t):
@@ -505,9 +536,12 @@ class ScoreDiffusionHead(AbstractHead):
 
     # ---- inference --------------------------------------------------------------------
     def point(self, c):
-        return self.pre.mean(c)
+        r1 = _point_base(self.point_draws, self.n, c[0].dtype, antithetic=False)
+        keys = jax.random.split(jax.random.key(_POINT_SEED + 1), self.point_draws)
+        r0 = jax.vmap(lambda r, kk: self._reverse_sde(r, c[0], kk, both_modes=True))(r1, keys)
+        return self.pre.color(jnp.mean(r0, axis=0, keepdims=True), c)[0]
 
-    def _reverse_sde(self, r1, f, key):
+    def _reverse_sde(self, r1, f, key, both_modes: bool = False):
         import diffrax
         import lineax
 
@@ -522,12 +556,21 @@ class ScoreDiffusionHead(AbstractHead):
         def diffusion(s, r, args):
             return lineax.DiagonalLinearOperator(jnp.full(r.shape, jnp.sqrt(self._beta(1.0 - s)), r.dtype))
 
-        bm = diffrax.UnsafeBrownianPath(jax.ShapeDtypeStruct(r1.shape, r1.dtype), key)
+        if both_modes:
+            # the same Euler–Maruyama increments from a Brownian path fixed on the step grid
+            # (linear interpolation of its values), which reverse-mode adjoints accept
+            ts = jnp.linspace(0.0, T, self.sample_steps + 1, dtype=r1.dtype)
+            dw = jax.random.normal(key, (self.sample_steps, *r1.shape), r1.dtype) * jnp.sqrt(T / self.sample_steps)
+            w = jnp.concatenate([jnp.zeros((1, *r1.shape), r1.dtype), jnp.cumsum(dw, axis=0)])
+            bm = diffrax.LinearInterpolation(ts, w)
+        else:
+            bm = diffrax.UnsafeBrownianPath(jax.ShapeDtypeStruct(r1.shape, r1.dtype), key)
         terms = diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(diffusion, bm))
         sol = diffrax.diffeqsolve(
             terms, diffrax.Euler(), 0.0, T, dt0=T / self.sample_steps, y0=r1,
             saveat=diffrax.SaveAt(t1=True), max_steps=self.sample_steps + 1,
-            adjoint=diffrax.ForwardMode(),  # sampling is differentiated forward-mode only
+            # sampling is differentiated forward-mode only; the point estimate both ways
+            adjoint=diffrax.DirectAdjoint() if both_modes else diffrax.ForwardMode(),
         )
         r = sol.ys[-1]
         alpha, sigma = self._alpha_sigma(self.t_eps)
@@ -577,7 +620,7 @@ class ScoreDiffusionHead(AbstractHead):
 SCORE_DEFAULTS = {
     "width": 256, "depth": 3, "activation": "gelu", "time_features": 8, "beta_min": 0.1, "beta_max": 20.0,
     "t_eps": 1e-3, "sample_steps": 200, "dsm_draws": 4, "exact_trace_max_dim": 64, "hutchinson_probes": 1,
-    "ode_rtol": 1e-5, "ode_atol": 1e-5, **PRECOND_DEFAULTS,
+    "ode_rtol": 1e-5, "ode_atol": 1e-5, "point_draws": 32, **PRECOND_DEFAULTS,
 }
 
 
@@ -588,6 +631,7 @@ def resolve_score_config(cfg: dict, n: int) -> dict:
         "head (score)", cfg, "width", "depth", "time_features", "sample_steps", "dsm_draws",
         "exact_trace_max_dim", "hutchinson_probes",
     )
+    _check_point_draws("head (score)", cfg, even=False)
     for k in ("beta_min", "beta_max", "t_eps", "ode_rtol", "ode_atol"):
         cfg[k] = float(cfg[k])
         if not cfg[k] > 0:

@@ -66,8 +66,8 @@ class AmortizedPosterior(eqx.Module):
     jittable; called eagerly, they validate inputs with clear errors and run jitted.
 
     - ``__call__(y, mask)`` → (B, *state) point estimates, differentiable in y (the
-      Gaussian head's mean; the flow and score heads' location network, a regression of
-      the posterior mean);
+      mean of the head's own distribution: the Gaussian head's mean; for the flow and
+      score heads a fixed-key Monte-Carlo average of their draws, see their docstrings);
     - ``sample(y, mask, key, n)`` → (B, n, *state);
     - ``log_prob(x, y, mask, key=None)`` → (B,) (``key``: Hutchinson probes of the score head);
     - ``posterior(y, mask, key=None, n_samples=0)`` → :class:`~vardax_core.Posterior`.
@@ -189,7 +189,7 @@ class AmortizedPosterior(eqx.Module):
         provenance = {
             "method": "amortized", "head": cfg["head"]["type"], "encoder": cfg["encoder"]["type"],
             "problem_hash": cfg["problem_hash"], "format_version": cfg["format_version"],
-            "point_estimate": "gaussian mean" if isinstance(self.head, GaussianHead) else "location network (posterior-mean regression)",
+            "point_estimate": "gaussian mean" if isinstance(self.head, GaussianHead) else f"mean of {self.head.point_draws} fixed-key draws of the head's distribution",
         }
         if isinstance(self.head, GaussianHead):
             mean, factor, diag = _gaussian(self, y, mask)

@@ -44,16 +44,16 @@ F64 = jnp.float64
 
 def point_jacobian(posterior, y, mask, state_shape) -> jax.Array:
     """The dense Jacobian ∂x̂/∂y of ``posterior``'s point estimate for one event,
-    (*state, T, *obs) in float64, columns at unobserved slots zeroed. Reverse mode when
-    the state is smaller than the window, forward mode otherwise."""
+    (*state, T, *obs) in float64, columns at unobserved slots zeroed; forward mode (one
+    batched jvp per observation slot), which every head supports — the score head's
+    sampler, which its point estimate averages, is differentiable forward only."""
 
     def f(yy):
         out = posterior(yy[None], mask[None])
         check_output("posterior(y, mask)", out, (1, *state_shape))
         return out[0]
 
-    jac = jax.jacrev(f) if math.prod(state_shape) <= y.size else jax.jacfwd(f)
-    J = jac(y).astype(F64)
+    J = jax.jacfwd(f)(y).astype(F64)
     return jnp.where(mask, J, 0.0), jnp.all(jnp.isfinite(f(y)))
 
 

@@ -29,13 +29,14 @@ from _common import QUICK_LABEL, display_path, markdown_table  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOT_BENCHMARKS = {"report.py"}  # scripts here that measure nothing; helpers start with "_"
-ORDER = ["simulate", "oracle", "oracle_workers", "amortized", "gates", "reprocess", "emulator"]
+ORDER = ["simulate", "oracle", "oracle_workers", "amortized", "gates", "gate_power", "reprocess", "emulator"]
 TITLES = {
     "simulate": "Simulation pairs",
     "oracle": "4DVar oracle vs SciPy",
     "oracle_workers": "Oracle step: parallel chunk workers",
     "amortized": "Amortized heads vs the 4DVar oracle",
     "gates": "The three gates on lorenz96",
+    "gate_power": "Gate size and power: the exact posterior and wrong ones",
     "reprocess": "Catalogue reprocessing",
     "emulator": "Emulator vs physics",
 }

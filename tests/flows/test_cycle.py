@@ -81,6 +81,9 @@ def test_runs_have_params_metrics_lineage_and_artifacts(first, client):
     assert any(p.endswith(".png") for p in figs)
     report = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/gates/report.json"))
     assert report["passed"] is True
+    # the smoke config stores the MCMC reference posterior: the gates say they used it
+    assert report["meta"]["reference"] == "MCMCReference" and report["meta"]["agreement_reference"] == "mcmc"
+    assert report["meta"]["adjoint_statistic"] == "frobenius"
 
 
 def test_champion_pyfunc_in_a_fresh_process_reproduces_predictions(first, smoke, tmp_path):

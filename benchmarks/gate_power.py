@@ -29,9 +29,10 @@ measure the gates' variability over event subsets, not independent replications.
 candidates: the exact one (run B), run B's mean shifted by 0.3 σ, its covariance × 0.7 /
 × 1.4 (draws scaled about their mean by √0.7 / √1.4), its Jacobian × 1.2, and the Laplace posterior N(x*, P) at the
 4DVar MAP (point estimate x*, Jacobian the exact-Hessian implicit-function one) — whose
-verdict is reported with its z_rms, not asserted. SBC on lorenz96 uses the draws' ranks
-only (no density: the MCMC reference has none), so the diagonal approximation is a
-linear_gaussian row.
+verdict is reported with its z_rms, not asserted. SBC on lorenz96 ranks the state
+components only for the MCMC-based rows (the MCMC reference has no density); the
+diagonal Gaussian N(μ, diag σ²) with the exact posterior's marginal moments (run B's) has
+one, so its row ranks log q too, as the gate does for a head with a density.
 """
 
 from __future__ import annotations
@@ -189,17 +190,23 @@ def _reference_runs(problem, pool: int, quick: bool):
                 t_oracle=t_oracle, t_reference=t_a)
 
 
-def _sbc_from_draws(truth, draws, n_draws: int, key) -> SBCSimulation:
+def _sbc_from_draws(truth, draws, n_draws: int, key, log_q=None) -> SBCSimulation:
     """An SBC simulation from given draws (N, K, n) ≥ L of each run's truth (N, n):
-    ranks of the truth among L evenly spaced draws, ties broken at random."""
+    ranks of the truth among L evenly spaced draws, ties broken at random; with
+    ``log_q`` (x (N, …, n) ↦ log density (N, …)) log q is ranked too, as the gate does."""
     N, K, n = draws.shape
     idx = np.linspace(0, K - 1, n_draws).round().astype(int)
     d = draws[:, idx]
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
-    less = np.sum(d < truth[:, None], axis=1)
-    ties = np.sum(d == truth[:, None], axis=1)
+    t = truth
+    if log_q is not None:
+        d = np.concatenate([d, log_q(d)[..., None]], axis=-1)
+        t = np.concatenate([truth, log_q(truth[:, None])], axis=-1)
+    less = np.sum(d < t[:, None], axis=1)
+    ties = np.sum(d == t[:, None], axis=1)
     ranks = less + np.floor(rng.uniform(size=less.shape) * (ties + 1)).astype(int)
     u = (ranks + rng.uniform(size=ranks.shape)) / (n_draws + 1)
+    d = d[..., :n]
     return SBCSimulation(ranks=ranks, u=u, finite=np.isfinite(d).all(axis=(1, 2)), tarp=np.zeros(N), truth=truth,
                          post_mean=d.mean(axis=1), post_std=d.std(axis=1, ddof=1))
 
@@ -226,7 +233,14 @@ def run_lorenz96(args, config: GateConfig, rec: Record):
     z = np.random.default_rng(5).normal(size=draws_b.shape)
     draws_lap = x_star[:, None] + np.einsum("eij,ekj->eki", lap_chol, z)
     truth = flat(runs["x"])
-    # name, expected, (estimate, Jacobian, its variance, draws)
+    # the diagonal Gaussian with the exact marginal moments (run B's), with its density
+    draws_diag = mean_b[:, None] + std_b[:, None] * np.random.default_rng(6).normal(size=draws_b.shape)
+
+    def log_q_diag(x, sel):
+        z = (x - mean_b[sel][:, None]) / std_b[sel][:, None]
+        return -0.5 * np.sum(z**2, -1) - np.sum(np.log(std_b[sel]), -1)[:, None]
+
+    # name, expected, (estimate, Jacobian, its variance, draws[, log q])
     mb = mean_b[:, None]
     cands = [
         ("exact posterior (independent MCMC run)", "none (size)", (mean_b, J_b, V_b, draws_b)),
@@ -234,6 +248,8 @@ def run_lorenz96(args, config: GateConfig, rec: Record):
         ("covariance × 0.7 (draws' spread × √0.7)", "SBC", (mean_b, J_b, V_b, mb + np.sqrt(0.7) * (draws_b - mb))),
         ("covariance × 1.4 (draws' spread × √1.4)", "SBC", (mean_b, J_b, V_b, mb + np.sqrt(1.4) * (draws_b - mb))),
         ("∂x̂/∂y × 1.2", "adjoint", (mean_b, 1.2 * J_b, 1.44 * V_b, draws_b)),
+        ("diagonal Gaussian N(μ, diag σ²) with the exact marginals", "SBC (log q)",
+         (mean_b, J_b, V_b, draws_diag, log_q_diag)),
         ("Laplace posterior N(x*, P) at the 4DVar MAP", "reported", (x_star, J_lap, None, draws_lap)),
     ]
     usable = np.flatnonzero(ok)
@@ -250,11 +266,12 @@ def run_lorenz96(args, config: GateConfig, rec: Record):
         rng = np.random.default_rng(1000 + seed)
         sel = np.sort(rng.choice(usable, n_ev, replace=False))
         sel_sbc = np.sort(rng.choice(usable, n_sbc, replace=False))
-        for name, _, (est, J, V, draws) in cands:
+        for name, _, (est, J, V, draws, *density) in cands:
             agree = agreement_from_estimates(est[sel], mean_a[sel], std_a[sel], config)
             comp = compare_jacobians(J[sel], J_a[sel], None if V is None else V[sel], V_a[sel])
             adj = jacobian_gate("adjoint_calibration", comp, config, "MCMCReference")
-            sim = _sbc_from_draws(truth[sel_sbc], draws[sel_sbc], config.sbc_draws, jax.random.key(seed))
+            log_q = (lambda x, f=density[0], s=sel_sbc: f(x, s)) if density else None
+            sim = _sbc_from_draws(truth[sel_sbc], draws[sel_sbc], config.sbc_draws, jax.random.key(seed), log_q)
             sb = sbc_gate(sim, sbc_config)
             passes[name].append((agree.passed, adj.passed, sb.passed))
             stats[name].append((agree.statistic, adj.statistic, sb.statistic))

@@ -79,3 +79,19 @@ def test_config_rejects_invalid_values(bad, match):
 def test_config_from_dict_names_unknown_fields():
     with pytest.raises(ValueError, match="unknown field.*tolerance"):
         GateConfig.from_dict({"tolerance": 1.0})
+
+
+def test_reports_say_which_reference_they_used_and_old_ones_still_read():
+    new = _report()
+    new.meta.update({"agreement_reference": "mcmc", "reference": "MCMCReference", "adjoint_statistic": "frobenius"})
+    assert "References: agreement against mcmc; adjoint against MCMCReference (frobenius)" in new.to_markdown()
+    # a report written before the reference fields existed (operator-norm adjoint, GN reference)
+    old = {"results": [{"name": n, "passed": False, "statistic": 0.9, "threshold": 0.05,
+                        "details": {"rule": "q0.95(‖J_f − J_o‖/‖J_o‖) < threshold", "probe_errors": [0.9]}}
+                       for n in GATE_NAMES],
+           "config": {**GateConfig().to_dict(), "adjoint_hessian": "gauss-newton"} | {"adjoint_statistic": None},
+           "meta": {"reference": "OracleReference(gauss-newton)"}}
+    del old["config"]["adjoint_statistic"], old["config"]["adjoint_tail"], old["config"]["adjoint_reference"]
+    report = GateReport.from_dict(old)
+    text = report.to_markdown()
+    assert "adjoint against OracleReference(gauss-newton) (operator-norm)" in text and "**FAIL**" in text

@@ -99,6 +99,18 @@ class HeadSpec(_Model):
     head: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(0, ge=0)
+    #: Train on fresh pairs drawn on the fly from the problem's (physics) simulator
+    #: instead of the ``pairs-train`` store: ``vardax_core.amortized.SimulationBudget``
+    #: fields (``n_pairs``, ``epoch_pairs``, ``n_val``, ``n_standardize``).
+    simulate: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _valid_simulate(self):
+        if self.simulate is not None:
+            from vardax_core.amortized import SimulationBudget
+
+            SimulationBudget.from_dict(self.simulate)
+        return self
 
 
 class GateSpec(_Model):

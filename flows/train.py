@@ -1,4 +1,5 @@
-"""Step flow ``train-head``: train one amortized head in an MLflow run and register it.
+"""Step flow ``train-head``: train one amortized head in an MLflow run and register it,
+on the ``pairs-train`` store or (``simulate`` in the head spec) on fresh simulated pairs.
 
 The run records the head's parameters, per-epoch metrics, the pairs and oracle stores
 as dataset inputs (lineage) and the model as a ``pyfunc``; the model becomes a new
@@ -54,40 +55,52 @@ def train_key(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, oracle:
 def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, oracle: DatasetRef, key: str) -> ModelRef:
     import jax
 
-    from vardax_core.amortized import build_posterior, fit, save_posterior
+    from vardax_core.amortized import SimulationBudget, build_posterior, fit, fit_simulated, save_posterior
 
     logger = get_run_logger()
     client = tracking.configure(config)
     problem = config.problem.build()
     progress = Progress(f"train-{head.name}", f"Training head {head.name}")
     cfg = model_config(head)
-    provenance = pairs_provenance(pairs)
+    provenance = pairs_provenance(pairs) if head.simulate is None else {"pairs_forward": "physics",
+                                                                       "pairs_source": "simulated on the fly"}
     with mlflow.start_run(run_name=f"{head.name}") as run:
         mlflow.set_tags({"head_name": head.name, "head_type": head.type, "problem": problem.name, "train_key": key,
                          **provenance})
         mlflow.log_params(tracking.flat_params("", {"model": cfg, "train": head.train, "seed": head.seed,
                                                    "problem": problem.config}))
-        tracking.log_dataset_input(pairs, "training")
+        if head.simulate is None:
+            tracking.log_dataset_input(pairs, "training")
+        else:
+            mlflow.log_params(tracking.flat_params("simulate", dict(head.simulate)))
         tracking.log_dataset_input(oracle, "validation")
         posterior = build_posterior(problem, cfg, jax.random.key(head.seed))
-        max_epochs = int(head.train.get("max_epochs", 100))
+        if head.simulate is None:
+            max_epochs = int(head.train.get("max_epochs", 100))
+        else:
+            budget = SimulationBudget.from_dict(head.simulate)
+            max_epochs = max(1, budget.n_pairs // budget.epoch_pairs)
 
         def on_epoch(epoch, metrics):
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=int(epoch))
             progress.update(int(epoch) + 1, max_epochs)
 
-        logger.info("training %s (%s) on %s", head.name, head.type, pairs.path)
         with tracking.artifacts_tmpdir() as tmp:
-            posterior, history = fit(
-                posterior, pairs.path, problem=problem, config=dict(head.train), seed=head.seed,
-                checkpoint_dir=str(Path(tmp) / "checkpoints"), callback=on_epoch, progress=False,
-            )
+            common = dict(config=dict(head.train), seed=head.seed, checkpoint_dir=str(Path(tmp) / "checkpoints"),
+                          callback=on_epoch, progress=False)
+            if head.simulate is None:
+                logger.info("training %s (%s) on %s", head.name, head.type, pairs.path)
+                posterior, history = fit(posterior, pairs.path, problem=problem, **common)
+            else:
+                logger.info("training %s (%s) on %d fresh simulated pairs", head.name, head.type, budget.n_pairs)
+                posterior, history = fit_simulated(posterior, problem, budget=budget, **common)
             path = Path(tmp) / "posterior.vdx"
             save_posterior(str(path), posterior)
             model_uri = tracking.log_pyfunc(str(path))
     tags = {
         "head_name": head.name, "head_type": head.type, "problem": problem.name, "problem_hash": problem.hash,
-        "pairs_hash": pairs.hash, "oracle_hash": oracle.hash, "train_key": key, "gates_passed": "pending",
+        "pairs_hash": pairs.hash if head.simulate is None else "simulated", "oracle_hash": oracle.hash,
+        "train_key": key, "gates_passed": "pending",
         **provenance,
     }
     version = tracking.register_version(client, config, model_uri, run.info.run_id, tags)

@@ -34,6 +34,8 @@ def test_defaults_resolve_under_vardax_home(monkeypatch, tmp_path):
         ({"heads": [HEAD], "surprise": 1}, "surprise"),
         ({"heads": [HEAD], "oracle": {"solver": "newton"}}, "oracle.solver"),
         ({"heads": [HEAD], "oracle": {"reference": {"n_chain": 4}}}, "oracle"),
+        ({"heads": [{**HEAD, "simulate": {"n_pairs": 0}}]}, "heads.0"),
+        ({"heads": [{**HEAD, "simulate": {"pairs": 10}}]}, "heads.0"),
         ({"heads": [HEAD], "oracle": {"reference": {"n_chains": 1}}}, "oracle"),
         ({"heads": [HEAD], "gates": {"settings": {"adjoint_statistic": "spectral"}}}, "gates"),
         ({"heads": [HEAD], "gates": {"settings": {"tolerance": 1.0}}}, "gates"),

@@ -1,5 +1,6 @@
 """Amortized posteriors q_φ(x | y): encoders, Gaussian / flow / score heads, training
-from a Zarr ``pairs`` store, and serialisation.
+from a Zarr ``pairs`` store or on fresh simulated pairs (``fit_simulated``), and
+serialisation.
 
     posterior = build_posterior(problem, {"encoder": {"type": "mlp"},
                                           "head": {"type": "gaussian", "covariance": "full"}},
@@ -28,6 +29,8 @@ from ._posterior import AmortizedPosterior as AmortizedPosterior
 from ._posterior import build_posterior as build_posterior
 from ._posterior import posterior_from_config as posterior_from_config
 from ._posterior import posterior_skeleton as posterior_skeleton
+from ._simulated import SimulationBudget as SimulationBudget
+from ._simulated import fit_simulated as fit_simulated
 from ._standardize import Standardizer as Standardizer
 from ._train import TrainConfig as TrainConfig
 from ._train import fit as fit

@@ -347,11 +347,13 @@ class ConditionalFlowHead(AbstractHead):
     [−interval, interval], identity outside) or ``"affine"``.
 
     Point estimate: the mean of this head's own distribution, E_q[u | c] = μ(c) +
-    A(c)⁻¹ E[T(z; f)], estimated with ``point_draws`` (64) antithetic base draws ±z_k
+    A(c)⁻¹ E[T(z; f)], estimated with ``point_draws`` (16) antithetic base draws ±z_k
     from a fixed key — deterministic and differentiable in y (common random numbers), so
     the estimate the gates check, its Jacobian, the samples and the density all belong to
     one distribution. Antithetic pairs make it exact when the flow is the identity (the
-    Gaussian part) and cancel every odd-order term of the flow's departure from it.
+    Gaussian part) and cancel every odd-order term of the flow's departure from it. It
+    costs ``point_draws`` flow passes per event instead of one: the price of reporting
+    this distribution's mean (benchmarks/amortized.py measures it).
     """
 
     pre: GaussianPreconditioner
@@ -421,7 +423,7 @@ class ConditionalFlowHead(AbstractHead):
 
 FLOW_DEFAULTS = {
     "flow": "coupling", "transformer": "rqs", "flow_layers": 6, "nn_width": 64, "nn_depth": 2,
-    "knots": 8, "interval": 5.0, "activation": "gelu", "point_draws": 64, **PRECOND_DEFAULTS,
+    "knots": 8, "interval": 5.0, "activation": "gelu", "point_draws": 16, **PRECOND_DEFAULTS,
 }
 
 
@@ -467,7 +469,7 @@ class ScoreDiffusionHead(AbstractHead):
       with ``sample_steps`` constant steps in diffrax (diagonal diffusion as a
       ``lineax.DiagonalLinearOperator``), then one Tweedie denoising step.
     - ``point``: the mean of this head's own distribution, the average of
-      ``point_draws`` (32) reverse-SDE draws from a fixed key (common random numbers:
+      ``point_draws`` (8) reverse-SDE draws from a fixed key (common random numbers:
       deterministic and differentiable in y, both modes) — so the estimate the gates
       check and the samples come from one distribution. It costs ``point_draws`` ×
       ``sample_steps`` network passes per event.
@@ -620,7 +622,7 @@ class ScoreDiffusionHead(AbstractHead):
 SCORE_DEFAULTS = {
     "width": 256, "depth": 3, "activation": "gelu", "time_features": 8, "beta_min": 0.1, "beta_max": 20.0,
     "t_eps": 1e-3, "sample_steps": 200, "dsm_draws": 4, "exact_trace_max_dim": 64, "hutchinson_probes": 1,
-    "ode_rtol": 1e-5, "ode_atol": 1e-5, "point_draws": 32, **PRECOND_DEFAULTS,
+    "ode_rtol": 1e-5, "ode_atol": 1e-5, "point_draws": 8, **PRECOND_DEFAULTS,
 }
 
 

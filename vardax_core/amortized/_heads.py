@@ -427,9 +427,9 @@ FLOW_DEFAULTS = {
 }
 
 
-def _check_point_draws(where: str, cfg: dict, even: bool) -> None:
+def _check_point_draws(where: str, cfg: dict) -> None:
     positive_int(where, cfg, "point_draws")
-    if even and cfg["point_draws"] % 2:
+    if cfg["point_draws"] % 2:
         raise ValueError(f"{where}: `point_draws` must be even (antithetic pairs), got {cfg['point_draws']}")
 
 
@@ -441,7 +441,7 @@ def resolve_flow_config(cfg: dict, n: int) -> dict:
     if cfg["transformer"] not in ("rqs", "affine"):
         raise ValueError(f"head (flow): `transformer` must be 'rqs' or 'affine', got {cfg['transformer']!r}")
     positive_int("head (flow)", cfg, "flow_layers", "nn_width", "nn_depth", "knots")
-    _check_point_draws("head (flow)", cfg, even=True)
+    _check_point_draws("head (flow)", cfg)
     if not float(cfg["interval"]) > 0:
         raise ValueError(f"head (flow): `interval` must be > 0, got {cfg['interval']!r}")
     cfg["interval"] = float(cfg["interval"])
@@ -470,9 +470,11 @@ class ScoreDiffusionHead(AbstractHead):
       ``lineax.DiagonalLinearOperator``), then one Tweedie denoising step.
     - ``point``: the mean of this head's own distribution, the average of
       ``point_draws`` (8) reverse-SDE draws from a fixed key (common random numbers:
-      deterministic and differentiable in y, both modes) — so the estimate the gates
-      check and the samples come from one distribution. It costs ``point_draws`` ×
-      ``sample_steps`` network passes per event.
+      deterministic and differentiable in y, both modes), in antithetic pairs — start
+      ±r₁ with Brownian increments ±ΔW — so that the average is exact when the
+      residual is Gaussian (a linear reverse SDE) and the estimate the gates check and
+      the samples come from one distribution. It costs ``point_draws`` × ``sample_steps``
+      network passes per event.
     - ``log_prob``: the probability-flow ODE from t_eps to 1 (Tsit5, adaptive), carrying
       the divergence of its vector field: exact (``jacfwd``) when n ≤
       ``exact_trace_max_dim``, else Hutchinson's estimator with ``hutchinson_probes``
@@ -538,12 +540,15 @@ class ScoreDiffusionHead(AbstractHead):
 
     # ---- inference --------------------------------------------------------------------
     def point(self, c):
-        r1 = _point_base(self.point_draws, self.n, c[0].dtype, antithetic=False)
-        keys = jax.random.split(jax.random.key(_POINT_SEED + 1), self.point_draws)
-        r0 = jax.vmap(lambda r, kk: self._reverse_sde(r, c[0], kk, both_modes=True))(r1, keys)
+        half = self.point_draws // 2
+        r1 = _point_base(self.point_draws, self.n, c[0].dtype, antithetic=True)
+        keys = jax.random.split(jax.random.key(_POINT_SEED + 1), half)
+        keys = jnp.concatenate([keys, keys])
+        sign = jnp.concatenate([jnp.ones(half, c[0].dtype), -jnp.ones(half, c[0].dtype)])
+        r0 = jax.vmap(lambda r, kk, sg: self._reverse_sde(r, c[0], kk, both_modes=True, sign=sg))(r1, keys, sign)
         return self.pre.color(jnp.mean(r0, axis=0, keepdims=True), c)[0]
 
-    def _reverse_sde(self, r1, f, key, both_modes: bool = False):
+    def _reverse_sde(self, r1, f, key, both_modes: bool = False, sign=1.0):
         import diffrax
         import lineax
 
@@ -562,7 +567,7 @@ class ScoreDiffusionHead(AbstractHead):
             # the same Euler–Maruyama increments from a Brownian path fixed on the step grid
             # (linear interpolation of its values), which reverse-mode adjoints accept
             ts = jnp.linspace(0.0, T, self.sample_steps + 1, dtype=r1.dtype)
-            dw = jax.random.normal(key, (self.sample_steps, *r1.shape), r1.dtype) * jnp.sqrt(T / self.sample_steps)
+            dw = sign * jax.random.normal(key, (self.sample_steps, *r1.shape), r1.dtype) * jnp.sqrt(T / self.sample_steps)
             w = jnp.concatenate([jnp.zeros((1, *r1.shape), r1.dtype), jnp.cumsum(dw, axis=0)])
             bm = diffrax.LinearInterpolation(ts, w)
         else:
@@ -633,7 +638,7 @@ def resolve_score_config(cfg: dict, n: int) -> dict:
         "head (score)", cfg, "width", "depth", "time_features", "sample_steps", "dsm_draws",
         "exact_trace_max_dim", "hutchinson_probes",
     )
-    _check_point_draws("head (score)", cfg, even=False)
+    _check_point_draws("head (score)", cfg)
     for k in ("beta_min", "beta_max", "t_eps", "ode_rtol", "ode_atol"):
         cfg[k] = float(cfg[k])
         if not cfg[k] > 0:

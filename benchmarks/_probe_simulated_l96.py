@@ -1,0 +1,57 @@
+"""Probe (issue 17): a lorenz96 head trained on fresh simulated pairs, gated against an
+oracle store that holds the MCMC reference.
+
+Run: .venv/bin/python benchmarks/_probe_simulated_l96.py ORACLE_ZARR [--pairs 1000000]
+         [--covariance full] [--seed 0]
+
+ORACLE_ZARR: e.g. the oracle store a `make cycle` on configs/lorenz96.yaml wrote under
+.vardax/stores/lorenz96-*/oracle-*.zarr. Prints the training time and pairs/s, the
+posterior-mean RMSE against the truth next to the reference posterior mean's, and the
+three gate statistics (release settings).
+"""
+
+import argparse
+import time
+
+import jax
+import numpy as np
+
+import vardax_core  # noqa: F401
+from vardax_core.amortized import build_posterior, fit_simulated
+from vardax_core.gates import GateConfig, run_gates
+from vardax_core.oracle import open_oracle
+from vardax_core.problems import get_problem
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("oracle")
+    ap.add_argument("--pairs", type=int, default=1_000_000)
+    ap.add_argument("--covariance", default="full")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    problem = get_problem("lorenz96")
+    ds = open_oracle(args.oracle, problem)
+    post = build_posterior(problem, {"encoder": {"type": "mlp", "features": 128, "width": 256},
+                                     "head": {"type": "gaussian", "covariance": args.covariance}},
+                           jax.random.key(args.seed))
+    t = time.perf_counter()
+    post, hist = fit_simulated(post, problem, budget={"n_pairs": args.pairs, "epoch_pairs": min(args.pairs, 100_000)},
+                               config={"batch_size": 256, "learning_rate": 1e-3, "patience": 5}, seed=args.seed,
+                               progress=False)
+    seconds = time.perf_counter() - t
+    print(f"trained on {hist['n_train']} fresh pairs in {seconds:.0f} s ({hist['n_train'] / seconds:.0f} pairs/s); "
+          f"best pseudo-epoch {hist['best_epoch']} of {len(hist['epochs'])}")
+    ok = ds["converged"].values & ds["ref_mixed"].values
+    x = ds["x_true"].values[ok]
+    est = np.asarray(post(ds["y"].values[ok], ds["mask"].values[ok]))
+    rmse = lambda a: float(np.sqrt(np.mean((a - x) ** 2)))  # noqa: E731
+    print(f"RMSE vs truth: head {rmse(est):.4f}, reference posterior mean {rmse(ds['ref_mean'].values[ok]):.4f} "
+          f"(ratio {rmse(est) / rmse(ds['ref_mean'].values[ok]):.3f}), 4DVar MAP {rmse(ds['mean'].values[ok]):.4f}")
+    report, _ = run_gates(post, problem, ds, GateConfig(), jax.random.key(0))
+    for r in report.results:
+        print(f"{r.name}: {'PASS' if r.passed else 'FAIL'} statistic {r.statistic:.4g} — {r.details.get('summary', '')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -16,14 +16,12 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import numpy as np
-import optax
 
 from .._checks import dataclass_from_dict
-from .._epochs import EpochLoop
 from ..problems import Problem
 from ._posterior import AmortizedPosterior
 from ._standardize import StatsAccumulator
-from ._train import CHECKPOINT_KIND, CHECKPOINT_VERSION, TrainConfig, _leaves_hash, _pad, _steps, split_model
+from ._train import TrainConfig, _leaves_hash, _pad, start_run
 
 CHECKPOINT_FILE = "checkpoint-simulated.vdx"
 
@@ -113,11 +111,6 @@ def fit_simulated(
         raise ValueError(f"`epoch_pairs` ({budget.epoch_pairs}) must hold at least one batch of {B}")
     n_epochs = max(1, budget.n_pairs // (steps_per_epoch * B))
     cfg = dataclasses.replace(cfg, max_epochs=n_epochs)
-    total_steps = steps_per_epoch * n_epochs
-    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps - 1)
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, cfg.learning_rate, warmup, total_steps, cfg.learning_rate * cfg.final_lr_fraction
-    )
     key = jax.random.key(int(seed))
     k_train, k_val, k_noise = (jax.random.fold_in(key, i) for i in (11, 12, 13))
     identity = {
@@ -132,14 +125,10 @@ def fit_simulated(
     model = posterior.with_standardizer(_simulated_standardizer(
         problem, k_train, min(budget.n_standardize, budget.n_pairs), 4096, posterior.n_state, n_obs,
         posterior.standardizer.whiten))
-    optimizer, train_step, eval_step = _steps(model, cfg.grad_clip, cfg.weight_decay)
-    loop = EpochLoop(cfg, identity=identity, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                     lr_at_step=schedule, checkpoint_dir=checkpoint_dir, checkpoint_file=CHECKPOINT_FILE,
-                     kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION, desc="fit (simulated)", progress=progress,
-                     callback=callback)
-    params, frozen, rest = split_model(model)
-    model, opt_state = loop.resume(model, optimizer.init(params))
-    params, frozen, rest = split_model(model)
+    run = start_run(model, cfg, identity=identity, steps_per_epoch=steps_per_epoch, checkpoint_dir=checkpoint_dir,
+                    checkpoint_file=CHECKPOINT_FILE, desc="fit (simulated)", progress=progress, callback=callback)
+    loop, schedule, train_step, eval_step = run.loop, run.schedule, run.train_step, run.eval_step
+    params, frozen, rest, opt_state = run.params, run.frozen, run.rest, run.opt_state
 
     x_val, y_val, m_val = problem.simulate(k_val, budget.n_val)
     val_batches = [_pad({"x": x_val[i:i + B], "y": y_val[i:i + B], "mask": m_val[i:i + B]}, B)

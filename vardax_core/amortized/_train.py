@@ -7,6 +7,7 @@ import hashlib
 import io
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -137,6 +138,40 @@ def _steps(model: AmortizedPosterior, grad_clip: float, weight_decay: float):
     return _STEPS[key]
 
 
+class _Run(NamedTuple):
+    loop: EpochLoop
+    schedule: Callable
+    train_step: Callable
+    eval_step: Callable
+    params: object
+    frozen: object
+    rest: object
+    opt_state: object
+
+
+def start_run(model: AmortizedPosterior, cfg: TrainConfig, *, identity: dict, steps_per_epoch: int,
+              checkpoint_dir: str | None, checkpoint_file: str, desc: str, progress: bool,
+              callback: Callable[[int, dict], None] | None) -> _Run:
+    """What :func:`fit` and ``fit_simulated`` share: the warm-up + cosine schedule over
+    ``cfg.max_epochs`` epochs of ``steps_per_epoch`` steps, the compiled steps, the
+    :class:`EpochLoop` and the (possibly resumed) trainable / frozen arrays and
+    optimiser state."""
+    total_steps = steps_per_epoch * cfg.max_epochs
+    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps - 1)
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, cfg.learning_rate, warmup, total_steps, cfg.learning_rate * cfg.final_lr_fraction
+    )
+    optimizer, train_step, eval_step = _steps(model, cfg.grad_clip, cfg.weight_decay)
+    loop = EpochLoop(cfg, identity=identity, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                     lr_at_step=schedule, checkpoint_dir=checkpoint_dir, checkpoint_file=checkpoint_file,
+                     kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION, desc=desc, progress=progress,
+                     callback=callback)
+    params, frozen, rest = split_model(model)
+    model, opt_state = loop.resume(model, optimizer.init(params))
+    params, frozen, rest = split_model(model)
+    return _Run(loop, schedule, train_step, eval_step, params, frozen, rest, opt_state)
+
+
 def make_optimizer(grad_clip: float, weight_decay: float):
     """AdamW at unit learning rate after global-norm clipping; the step scales the
     update by the scheduled learning rate (so the decay is decoupled, as in AdamW)."""
@@ -236,11 +271,6 @@ def fit(
             f"{len(val_idx)} validation events; need at least batch_size={cfg.batch_size} and 1"
         )
     steps_per_epoch = len(train_idx) // cfg.batch_size
-    total_steps = steps_per_epoch * cfg.max_epochs
-    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps - 1)
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, cfg.learning_rate, warmup, total_steps, cfg.learning_rate * cfg.final_lr_fraction
-    )
     store = {k: ds.attrs.get(k) for k in ("problem_hash", "n_events", "chunk_size", "seed")}
     identity = {
         "model_config": posterior.config_json,
@@ -257,14 +287,10 @@ def fit(
             posterior.standardizer.whiten, cfg.buffer_chunks, stride,
         )
     )
-    optimizer, train_step, eval_step = _steps(model, cfg.grad_clip, cfg.weight_decay)
-    loop = EpochLoop(cfg, identity=identity, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                     lr_at_step=schedule, checkpoint_dir=checkpoint_dir, checkpoint_file=CHECKPOINT_FILE,
-                     kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION, desc="fit", progress=progress,
-                     callback=callback)
-    params, frozen, rest = split_model(model)
-    model, opt_state = loop.resume(model, optimizer.init(params))
-    params, frozen, rest = split_model(model)
+    run = start_run(model, cfg, identity=identity, steps_per_epoch=steps_per_epoch, checkpoint_dir=checkpoint_dir,
+                    checkpoint_file=CHECKPOINT_FILE, desc="fit", progress=progress, callback=callback)
+    loop, schedule, train_step, eval_step = run.loop, run.schedule, run.train_step, run.eval_step
+    params, frozen, rest, opt_state = run.params, run.frozen, run.rest, run.opt_state
 
     key = jax.random.key(int(seed))
     train_key, val_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)

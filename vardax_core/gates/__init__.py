@@ -28,6 +28,7 @@ from ._adjoint import emulator_jacobian_calibration as emulator_jacobian_calibra
 from ._adjoint import gaussian_probes as gaussian_probes
 from ._adjoint import linear_operator as linear_operator
 from ._adjoint import operator_gate as operator_gate
+from ._adjoint import reference_jacobians as reference_jacobians
 from ._jacobian import compare_jacobians as compare_jacobians
 from ._jacobian import jacobian_gate as jacobian_gate
 from ._jacobian import point_jacobian as point_jacobian

@@ -317,6 +317,16 @@ def _reference_matrices(reference, y, mask, aux, chunk):
 _reference_matrices_jit = DualJit(_reference_matrices)
 
 
+def reference_jacobians(reference, y, mask, aux, *, chunk: int = 64, fast_compile: bool = False):
+    """The dense reference Jacobians of E events and their Monte-Carlo variances (zero for
+    exact references), each (E, *state, T, *obs) in float64 (NumPy): ``reference.matrix``
+    of every event, ``chunk`` events vmapped at a time under jit. ``aux`` as for
+    :func:`adjoint_calibration` (x* (E, *state) for :class:`OracleReference`)."""
+    out = _reference_matrices_jit(fast_compile, reference, jnp.asarray(y), jnp.asarray(mask),
+                                  jax.tree_util.tree_map(jnp.asarray, aux), int(chunk))
+    return np.asarray(out["J"]), np.asarray(out["var"])
+
+
 def adjoint_calibration(posterior, y, mask, reference, key, config: GateConfig | None = None, *, aux=None,
                         state_shape: tuple[int, ...] | None = None) -> GateResult:
     """Gate 2 on E held-out events ``y``, ``mask`` (E, T, *obs).

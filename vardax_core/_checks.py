@@ -22,6 +22,21 @@ def dataclass_from_dict(cls, d: dict | None):
     return cls(**d)
 
 
+class DataclassConfig:
+    """``replace`` / ``to_dict`` / ``from_dict`` for the frozen dataclass configs
+    (``from_dict`` refuses unknown keys, see :func:`dataclass_from_dict`)."""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None):
+        return dataclass_from_dict(cls, d)
+
+
 def is_concrete(x) -> bool:
     """True when ``x`` holds values available on the host (not a tracer under jit)."""
     return not isinstance(x, jax.core.Tracer)

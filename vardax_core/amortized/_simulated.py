@@ -17,7 +17,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from .._checks import dataclass_from_dict
+from .._checks import DataclassConfig
 from ..problems import Problem
 from ._posterior import AmortizedPosterior
 from ._standardize import StatsAccumulator
@@ -27,7 +27,7 @@ CHECKPOINT_FILE = "checkpoint-simulated.vdx"
 
 
 @dataclasses.dataclass(frozen=True)
-class SimulationBudget:
+class SimulationBudget(DataclassConfig):
     """How many fresh pairs :func:`fit_simulated` draws, and how it reports on them.
 
     - ``n_pairs``: the training budget — pairs drawn in all (rounded down to whole
@@ -53,13 +53,6 @@ class SimulationBudget:
         if self.epoch_pairs > self.n_pairs:
             raise ValueError(f"SimulationBudget: `epoch_pairs` ({self.epoch_pairs}) must be <= `n_pairs` "
                              f"({self.n_pairs})")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "SimulationBudget":
-        return dataclass_from_dict(cls, d)
 
 
 def _simulated_standardizer(problem: Problem, key, n: int, batch: int, n_state: int, n_obs: int, whiten: bool):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from .._checks import dataclass_from_dict
+from .._checks import DataclassConfig
 
 #: SBC runs / events vmapped together by default (see ``GateConfig``, Batching).
 DEFAULT_CHUNK = 256
 
 
 @dataclasses.dataclass(frozen=True)
-class GateConfig:
+class GateConfig(DataclassConfig):
     """Thresholds and sample sizes of the three gates (defaults from DESIGN.md).
 
     Posterior agreement
@@ -150,16 +150,6 @@ class GateConfig:
         import jax
 
         return 1 if jax.default_backend() == "cpu" else 128
-
-    def replace(self, **changes) -> "GateConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GateConfig":
-        return dataclass_from_dict(cls, d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -61,7 +61,7 @@ import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from .._checks import check_shape, dataclass_from_dict
+from .._checks import DataclassConfig, check_shape
 from ..posterior import Posterior
 from ..problems import Problem
 from ._laplace import laplace_posterior
@@ -69,7 +69,7 @@ from ._strong import StrongFourDVar
 
 
 @dataclasses.dataclass(frozen=True)
-class ReferenceConfig:
+class ReferenceConfig(DataclassConfig):
     """Settings of :func:`mcmc_reference` (frozen; validated on construction).
 
     Sampling
@@ -157,16 +157,6 @@ class ReferenceConfig:
     def n_kept(self) -> int:
         """Kept draws per event, pooled over chains."""
         return self.n_chains * (self.n_samples // self.thinning)
-
-    def replace(self, **changes) -> "ReferenceConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ReferenceConfig":
-        return dataclass_from_dict(cls, d)
 
 
 class ReferencePosterior(eqx.Module):

@@ -103,13 +103,21 @@ class HeadSpec(_Model):
     #: instead of the ``pairs-train`` store: ``vardax_core.amortized.SimulationBudget``
     #: fields (``n_pairs``, ``epoch_pairs``, ``n_val``, ``n_standardize``).
     simulate: dict[str, Any] | None = None
+    #: With ``simulate``: the Jacobian-consistency penalty of the Gaussian-noise identity
+    #: (``vardax_core.amortized.ConsistencyConfig`` fields: ``weight``, ``n_events``,
+    #: ``n_samples``); None = off.
+    consistency: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _valid_simulate(self):
-        if self.simulate is not None:
-            from vardax_core.amortized import SimulationBudget
+        from vardax_core.amortized import ConsistencyConfig, SimulationBudget
 
+        if self.simulate is not None:
             SimulationBudget.from_dict(self.simulate)
+        if self.consistency is not None:
+            if self.simulate is None:
+                raise ValueError(f"head {self.name!r}: `consistency` needs `simulate` (it trains on fresh pairs)")
+            ConsistencyConfig.from_dict(self.consistency)
         return self
 
 

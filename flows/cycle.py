@@ -126,8 +126,8 @@ def summary_markdown(s: CycleSummary) -> str:
     lines = [
         f"## Six-step cycle `{s.config}` on `{s.problem}`",
         "",
-        "| head | version | agreement | adjoint | SBC | all gates |",
-        "|---|---|---|---|---|---|",
+        "| head | version | agreement | adjoint | SBC | all gates | RMSE (reference) | energy score (reference) | CRPS |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for o in s.outcomes:
         g = o.gates
@@ -137,8 +137,13 @@ def summary_markdown(s: CycleSummary) -> str:
             stat = o.statistics.get(f"{name}.statistic")
             return f"{'pass' if ok else 'FAIL'} ({stat:.3g})" if stat is not None else "-"
 
+        def score(name):
+            v, ref = o.statistics.get(f"scores.{name}"), o.statistics.get(f"scores.{name}_reference")
+            return "-" if v is None else f"{v:.4g}" + (f" ({ref:.4g})" if ref is not None else "")
+
         lines.append(f"| {o.model.head_name} ({o.model.head_type}) | {o.model.version} | {cell('posterior_agreement')} | "
-                     f"{cell('adjoint_calibration')} | {cell('sbc')} | {'PASSED' if o.passed else 'failed'} |")
+                     f"{cell('adjoint_calibration')} | {cell('sbc')} | {'PASSED' if o.passed else 'failed'} | "
+                     f"{score('rmse')} | {score('energy_score')} | {score('crps')} |")
     p = s.promotion
     lines += [
         "",

@@ -37,6 +37,8 @@ def gate_statistics(report) -> dict[str, float]:
         for k, v in r.details.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 stats[f"{r.name}.{k}"] = float(v)
+    for k, v in (report.meta.get("scores") or {}).items():
+        stats[f"scores.{k}"] = float(v)
     return stats
 
 

@@ -73,6 +73,8 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
             tracking.log_dataset_input(pairs, "training")
         else:
             mlflow.log_params(tracking.flat_params("simulate", dict(head.simulate)))
+            if head.consistency is not None:
+                mlflow.log_params(tracking.flat_params("consistency", dict(head.consistency)))
         tracking.log_dataset_input(oracle, "validation")
         posterior = build_posterior(problem, cfg, jax.random.key(head.seed))
         if head.simulate is None:
@@ -93,7 +95,8 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
                 posterior, history = fit(posterior, pairs.path, problem=problem, **common)
             else:
                 logger.info("training %s (%s) on %d fresh simulated pairs", head.name, head.type, budget.n_pairs)
-                posterior, history = fit_simulated(posterior, problem, budget=budget, **common)
+                posterior, history = fit_simulated(posterior, problem, budget=budget, consistency=head.consistency,
+                                                   **common)
             path = Path(tmp) / "posterior.vdx"
             save_posterior(str(path), posterior)
             model_uri = tracking.log_pyfunc(str(path))

@@ -79,3 +79,48 @@ def test_bad_budgets_are_refused(lg):
     with pytest.raises(ValueError, match="augment"):
         fit_simulated(_fresh(lg), lg, budget={"n_pairs": 1000, "epoch_pairs": 512},
                       config={**TRAIN, "augment": "ring_shift"}, progress=False)
+
+
+def test_consistency_penalty_products_are_the_noise_identity(lg):
+    """The penalty's target T ξ is Σ_u Sᵀ G'ᵀ W diag(s_y) ξ (Stein for a Gaussian head; G is
+    linear here, so exact for any draws) and its other side the head mean's JVP, checked
+    against dense matrices formed independently."""
+    from vardax_core.amortized._consistency import ConsistencyConfig, JacobianConsistency
+    from vardax_core.amortized._simulated import _simulated_standardizer
+
+    post = build_posterior(lg, {"encoder": {"type": "mlp", "features": 16, "width": 32},
+                                "head": {"type": "gaussian", "covariance": "full", "width": 32}},
+                           jax.random.key(1))
+    n_obs = int(np.prod(lg.y_shape))
+    post = post.with_standardizer(_simulated_standardizer(lg, jax.random.key(2), 2048, 1024, lg.n_state, n_obs,
+                                                          post.standardizer.whiten))
+    pen = JacobianConsistency(lg, ConsistencyConfig(weight=1.0, n_events=4, n_samples=4))
+    _, y, mask = lg.simulate(jax.random.key(3), 2)
+    st = post.standardizer
+    ys = st.y_to_std(y.reshape(2, -1), mask.reshape(2, -1))[0].astype(jnp.float64)
+    xi = jax.random.normal(jax.random.key(4), ys.shape) * mask[0].reshape(-1)
+    j_xi, target = pen.products(post, ys, mask[0], xi, jax.random.key(5))
+    c = (post.encoder(ys.reshape(mask[0].shape), mask[0]), ys, mask[0].reshape(-1).astype(ys.dtype))
+    _, F, _ = post.head.gaussian(c)
+    G = jax.jacfwd(lambda x: lg.window(x.reshape(lg.state_shape)).reshape(-1))(jnp.zeros(lg.n_state))
+    W = jnp.where(mask[0].reshape(-1), lg.noise.R_inv(jnp.ones(lg.y_shape)).reshape(-1), 0.0)
+    S = st.x_chol if st.x_chol is not None else jnp.diag(st.x_std)
+    expected = F @ F.T @ S.T @ G.T @ (W * st.y_std * xi)
+    np.testing.assert_allclose(target, expected, rtol=1e-8, atol=1e-10)
+    J = jax.jacfwd(lambda yy: post.head.point((post.encoder(yy.reshape(mask[0].shape), mask[0]), yy, c[2])))(ys)
+    np.testing.assert_allclose(j_xi, J @ xi, rtol=1e-8, atol=1e-10)
+    # in training: finite, and weight 0 is no penalty at all
+    value = pen(post, y, mask, jax.random.key(6))
+    assert np.isfinite(float(value)) and float(value) > 0
+    with pytest.raises(ValueError, match="n_samples"):
+        ConsistencyConfig(n_samples=3)
+    budget = {"n_pairs": 2048, "epoch_pairs": 1024, "n_val": 256, "n_standardize": 1024}
+    a, _ = fit_simulated(_fresh(lg), lg, budget=budget, config=TRAIN, seed=3, progress=False,
+                         consistency={"weight": 0.0})
+    b, _ = fit_simulated(_fresh(lg), lg, budget=budget, config=TRAIN, seed=3, progress=False)
+    c2, _ = fit_simulated(_fresh(lg), lg, budget=budget, config=TRAIN, seed=3, progress=False,
+                          consistency={"weight": 1.0, "n_events": 32})
+    leaves = lambda m: jax.tree.leaves(eqx.filter((m.encoder, m.head), eqx.is_array))  # noqa: E731
+    assert all(np.array_equal(u, v) for u, v in zip(leaves(a), leaves(b)))
+    assert not all(np.array_equal(u, v) for u, v in zip(leaves(c2), leaves(b)))
+    assert c2.config["training"]["consistency"]["weight"] == 1.0

@@ -64,6 +64,16 @@ def test_cycle_registers_tags_and_promotes_only_the_passing_head(first, client, 
     assert str(client.get_model_version_by_alias(name, "champion").version) == good.model.version
     assert str(client.get_model_version_by_alias(name, "challenger").version) == bad.model.version
     assert first.promotion.champion == good.model.version
+    # skill beside the gates: the well-trained head is within a few % of the reference
+    # posterior mean's RMSE (smoke: the MCMC reference of the linear-Gaussian problem)
+    st = good.statistics
+    assert st["scores.rmse"] / st["scores.rmse_reference"] < 1.05
+    assert st["scores.energy_score"] < by_head["undertrained"].statistics["scores.energy_score"]
+    from flows.cycle import summary_markdown
+
+    md = summary_markdown(first)
+    assert "| RMSE (reference) | energy score (reference) | CRPS |" in md
+    assert f"{st['scores.rmse']:.4g} ({st['scores.rmse_reference']:.4g})" in md
 
 
 def test_runs_have_params_metrics_lineage_and_artifacts(first, client):

@@ -11,6 +11,8 @@ serialisation.
     save_posterior("model.vdx", posterior); load_posterior("model.vdx")
 """
 
+from ._consistency import ConsistencyConfig as ConsistencyConfig
+from ._consistency import JacobianConsistency as JacobianConsistency
 from ._encoders import AbstractEncoder as AbstractEncoder
 from ._encoders import Conv2DEncoder as Conv2DEncoder
 from ._encoders import IdentityEncoder as IdentityEncoder

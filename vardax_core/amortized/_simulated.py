@@ -19,6 +19,7 @@ import numpy as np
 
 from .._checks import DataclassConfig
 from ..problems import Problem
+from ._consistency import ConsistencyConfig, JacobianConsistency
 from ._posterior import AmortizedPosterior
 from ._standardize import StatsAccumulator
 from ._train import TrainConfig, _leaves_hash, _pad, start_run
@@ -74,6 +75,7 @@ def fit_simulated(
     checkpoint_dir: str | None = None,
     callback: Callable[[int, dict], None] | None = None,
     progress: bool = True,
+    consistency: ConsistencyConfig | dict | None = None,
 ) -> tuple[AmortizedPosterior, dict]:
     """Train ``posterior`` on ``budget.n_pairs`` fresh pairs of ``problem``.
 
@@ -103,6 +105,10 @@ def fit_simulated(
     if steps_per_epoch < 1:
         raise ValueError(f"`epoch_pairs` ({budget.epoch_pairs}) must hold at least one batch of {B}")
     n_epochs = max(1, budget.n_pairs // (steps_per_epoch * B))
+    if consistency is not None and not isinstance(consistency, ConsistencyConfig):
+        consistency = ConsistencyConfig.from_dict(consistency)
+    penalty = (JacobianConsistency(problem, consistency)
+               if consistency is not None and consistency.weight > 0 else None)
     cfg = dataclasses.replace(cfg, max_epochs=n_epochs)
     key = jax.random.key(int(seed))
     k_train, k_val, k_noise = (jax.random.fold_in(key, i) for i in (11, 12, 13))
@@ -113,13 +119,15 @@ def fit_simulated(
         "budget": budget.to_dict(),
         "seed": int(seed),
         "source": {"simulated": problem.hash},
+        "consistency": None if penalty is None else consistency.to_dict(),
     }
     n_obs = math.prod((posterior.n_times, *posterior.obs_shape))
     model = posterior.with_standardizer(_simulated_standardizer(
         problem, k_train, min(budget.n_standardize, budget.n_pairs), 4096, posterior.n_state, n_obs,
         posterior.standardizer.whiten))
     run = start_run(model, cfg, identity=identity, steps_per_epoch=steps_per_epoch, checkpoint_dir=checkpoint_dir,
-                    checkpoint_file=CHECKPOINT_FILE, desc="fit (simulated)", progress=progress, callback=callback)
+                    checkpoint_file=CHECKPOINT_FILE, desc="fit (simulated)", progress=progress, callback=callback,
+                    penalty=penalty)
     loop, schedule, train_step, eval_step = run.loop, run.schedule, run.train_step, run.eval_step
     params, frozen, rest, opt_state = run.params, run.frozen, run.rest, run.opt_state
 
@@ -147,5 +155,6 @@ def fit_simulated(
     n_drawn = loop.state["epoch"] * steps_per_epoch * B
     history = loop.history(n_drawn, budget.n_val)
     training = loop.provenance(seed, n_drawn, budget.n_val, source="simulated", budget=budget.to_dict(),
-                               problem_hash=problem.hash)
+                               problem_hash=problem.hash,
+                               consistency=None if penalty is None else consistency.to_dict())
     return loop.best.replace_config(training=training), history

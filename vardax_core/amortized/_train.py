@@ -108,14 +108,15 @@ def split_model(model: AmortizedPosterior):
 _STEPS: dict = {}
 
 
-def _steps(model: AmortizedPosterior, grad_clip: float, weight_decay: float):
+def _steps(model: AmortizedPosterior, grad_clip: float, weight_decay: float, penalty=None):
     """Jitted (train_step, eval_step) for ``model``'s structure and the optimiser
     settings, built once and shared by every fit of the same architecture (see
     ``compiled`` in _posterior). The learning rate is an argument (the schedule is
     evaluated on the host), so schedules never trigger a recompilation."""
     trainable, frozen, rest = split_model(model)
     key = (model.meta, jax.tree_util.tree_structure(trainable), jax.tree_util.tree_structure(frozen),
-           float(grad_clip), float(weight_decay))
+           float(grad_clip), float(weight_decay),
+           None if penalty is None else (penalty.problem.hash, penalty.weight, penalty.n_events, penalty.n_samples))
     if key in _STEPS:
         return _STEPS[key]
     optimizer = make_optimizer(grad_clip, weight_decay)
@@ -123,9 +124,15 @@ def _steps(model: AmortizedPosterior, grad_clip: float, weight_decay: float):
     def loss(tr, fr, x, y, mask, weight, k):
         return _loss(eqx.combine(tr, fr, rest), x, y, mask, weight, k)
 
+    def train_loss(tr, fr, x, y, mask, weight, k):
+        value = loss(tr, fr, x, y, mask, weight, k)
+        if penalty is None:
+            return value
+        return value + penalty(eqx.combine(tr, fr, rest), y, mask, jax.random.fold_in(k, 1))
+
     @jax.jit
     def train_step(tr, fr, opt_state, x, y, mask, k, lr):
-        value, grads = jax.value_and_grad(loss)(tr, fr, x, y, mask, jnp.ones(x.shape[0]), k)
+        value, grads = jax.value_and_grad(train_loss)(tr, fr, x, y, mask, jnp.ones(x.shape[0]), k)
         updates, opt_state = optimizer.update(grads, opt_state, tr)
         updates = jax.tree.map(lambda u: (lr * u).astype(u.dtype), updates)
         return optax.apply_updates(tr, updates), opt_state, value
@@ -151,7 +158,7 @@ class _Run(NamedTuple):
 
 def start_run(model: AmortizedPosterior, cfg: TrainConfig, *, identity: dict, steps_per_epoch: int,
               checkpoint_dir: str | None, checkpoint_file: str, desc: str, progress: bool,
-              callback: Callable[[int, dict], None] | None) -> _Run:
+              callback: Callable[[int, dict], None] | None, penalty=None) -> _Run:
     """What :func:`fit` and ``fit_simulated`` share: the warm-up + cosine schedule over
     ``cfg.max_epochs`` epochs of ``steps_per_epoch`` steps, the compiled steps, the
     :class:`EpochLoop` and the (possibly resumed) trainable / frozen arrays and
@@ -161,7 +168,7 @@ def start_run(model: AmortizedPosterior, cfg: TrainConfig, *, identity: dict, st
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, cfg.learning_rate, warmup, total_steps, cfg.learning_rate * cfg.final_lr_fraction
     )
-    optimizer, train_step, eval_step = _steps(model, cfg.grad_clip, cfg.weight_decay)
+    optimizer, train_step, eval_step = _steps(model, cfg.grad_clip, cfg.weight_decay, penalty)
     loop = EpochLoop(cfg, identity=identity, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                      lr_at_step=schedule, checkpoint_dir=checkpoint_dir, checkpoint_file=checkpoint_file,
                      kind=CHECKPOINT_KIND, version=CHECKPOINT_VERSION, desc=desc, progress=progress,

@@ -44,6 +44,9 @@ from ._report import GateResult as GateResult
 from ._run import read_oracle as read_oracle
 from ._run import run_gates as run_gates
 from ._sbc import SBCSimulation as SBCSimulation
+from ._scores import crps as crps
+from ._scores import energy_score as energy_score
+from ._scores import skill_scores as skill_scores
 from ._sbc import holm as holm
 from ._sbc import rank_uniformity as rank_uniformity
 from ._sbc import sbc as sbc

@@ -104,6 +104,8 @@ class GateConfig(DataclassConfig):
     band_level: float = 0.99
     eval_chunk: int | None = None
     fast_compile: bool = False
+    # skill scores on the agreement events (not a gate; vardax_core.gates.skill_scores)
+    score_draws: int = 32
 
     def __post_init__(self):
         def need(cond, msg):
@@ -119,6 +121,8 @@ class GateConfig(DataclassConfig):
         for name in ("adjoint_events", "n_probes", "power_steps", "sbc_runs", "sbc_draws", "sbc_bins",
                      "coverage_levels", "band_simulations"):
             need(int(getattr(self, name)) >= 1, f"`{name}` must be >= 1, got {getattr(self, name)}")
+        need(isinstance(self.score_draws, int) and (self.score_draws == 0 or self.score_draws >= 2),
+             f"`score_draws` must be 0 (no skill scores) or an integer >= 2, got {self.score_draws!r}")
         for name in ("adjoint_chunk", "sbc_chunk", "eval_chunk"):
             v = getattr(self, name)
             need(v is None or int(v) >= 1, f"`{name}` must be >= 1 or None, got {v}")

@@ -206,6 +206,13 @@ class GateReport:
             refs.append(f"adjoint against {self.meta['reference']} ({stat})")
         if refs:
             lines += ["", "References: " + "; ".join(refs)]
+        sc = self.meta.get("scores")
+        if sc and sc.get("n_events"):
+            ref = lambda k: f" (reference posterior {sc[k]:.4g})" if k in sc else ""  # noqa: E731
+            lines += ["", f"Skill on {sc['n_events']} held-out events (not gating): RMSE {sc['rmse']:.4g}"
+                      f"{ref('rmse_reference')}, 4DVar MAP {sc['rmse_map']:.4g}; energy score "
+                      f"{sc['energy_score']:.4g}{ref('energy_score_reference')}; CRPS {sc['crps']:.4g}"
+                      f"{ref('crps_reference')} ({sc['n_draws']} draws)"]
         notes = [f"- {r.name}: {r.details['summary']}" for r in self.results if r.details.get("summary")]
         notes += [f"- {r.name} failed: {r.reason}" for r in self.results if r.reason]
         if notes:

@@ -16,6 +16,7 @@ from ._diagnostics import sbc_diagnostics
 from ._figures import gate_figures
 from ._report import GateReport
 from ._sbc import sbc_gate, simulate_sbc, statistic_names
+from ._scores import skill_scores
 
 ORACLE_VARIABLES = ("y", "mask", "mean", "std", "converged")
 #: The MCMC reference posterior, when the oracle step stored one (``oracle.reference``).
@@ -52,6 +53,8 @@ def read_oracle(oracle_dataset, problem) -> dict:
     if len(set(n.values())) != 1:
         raise ValueError(f"oracle variables disagree on the number of events: {n}")
     out["converged"] = out["converged"].astype(bool)
+    if "x_true" in oracle_dataset:
+        out["x_true"] = _variable(oracle_dataset, "x_true", state).astype(np.float64)
     if REFERENCE_VARIABLES[0] in oracle_dataset:
         jac = (*state, *yshape)
         out["ref_mean"] = _variable(oracle_dataset, "ref_mean", state).astype(np.float64)
@@ -60,6 +63,12 @@ def read_oracle(oracle_dataset, problem) -> dict:
         if "ref_jacobian" in oracle_dataset:
             out["ref_jacobian"] = _variable(oracle_dataset, "ref_jacobian", jac).astype(np.float64)
             out["ref_jacobian_var"] = _variable(oracle_dataset, "ref_jacobian_var", jac).astype(np.float64)
+        if "ref_draws" in oracle_dataset:
+            draws = oracle_dataset["ref_draws"].transpose("event", "draw", ...).values
+            if draws.shape[2:] != tuple(state):
+                raise ValueError(f"oracle variable `ref_draws` must have shape (event, draw, "
+                                 f"{', '.join(map(str, state))}), got {draws.shape}")
+            out["ref_draws"] = draws.astype(np.float64)
         n = {k: v.shape[0] for k, v in out.items()}
         if len(set(n.values())) != 1:
             raise ValueError(f"oracle variables disagree on the number of events: {n}")
@@ -129,6 +138,13 @@ def run_gates(posterior, problem, oracle_dataset, config: GateConfig | None, key
     sbc_result = sbc_gate(sim, config, statistic_names(posterior, problem))
     timings["sbc"] = time.perf_counter() - t
 
+    if config.score_draws and "x_true" in data:
+        t = time.perf_counter()
+        scores = skill_scores(posterior, data, sel, jax.random.fold_in(key, 7), n_draws=config.score_draws,
+                              chunk=config.chunk("eval_chunk"), fast_compile=config.fast_compile)
+        timings["scores"] = time.perf_counter() - t
+    else:
+        scores = None
     diagnostics = sbc_diagnostics(sim, np.asarray(problem.prior.cov.variance()).reshape(-1),
                                   config.coverage_levels, has_density(posterior))
     meta = {
@@ -145,6 +161,8 @@ def run_gates(posterior, problem, oracle_dataset, config: GateConfig | None, key
         "code_version": __version__,
         "timings_s": timings,
     }
+    if scores is not None:
+        meta["scores"] = scores
     paths: list[str] = []
     if figure_dir is not None:
         paths = gate_figures(figure_dir, agreement, adjoint, sbc_result, np.asarray(sim.u), diagnostics, config)

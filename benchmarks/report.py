@@ -29,7 +29,7 @@ from _common import QUICK_LABEL, display_path, markdown_table  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOT_BENCHMARKS = {"report.py"}  # scripts here that measure nothing; helpers start with "_"
-ORDER = ["simulate", "oracle", "oracle_workers", "amortized", "gates", "gate_power", "reprocess", "emulator"]
+ORDER = ["simulate", "oracle", "oracle_workers", "amortized", "heads", "gates", "gate_power", "reprocess", "emulator"]
 TITLES = {
     "simulate": "Simulation pairs",
     "oracle": "4DVar oracle vs SciPy",
@@ -37,6 +37,7 @@ TITLES = {
     "amortized": "Amortized heads vs the 4DVar oracle",
     "gates": "The three gates on lorenz96",
     "gate_power": "Gate size and power: the exact posterior and wrong ones",
+    "heads": "The default lorenz96 head: accuracy against training pairs, gates over seeds",
     "reprocess": "Catalogue reprocessing",
     "emulator": "Emulator vs physics",
 }

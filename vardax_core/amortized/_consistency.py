@@ -22,7 +22,7 @@ heads, the sample cross-covariance of ``n_samples`` antithetic draws. The target
 held fixed (``stop_gradient``): the spread is learned by the likelihood, the penalty
 only pulls the point estimate's Jacobian onto what that spread implies. On the default
 lorenz96 problem the moment-matched Gaussian satisfies the identity within Monte-Carlo
-error of the MCMC reference (benchmarks/jacobian_identity.py), so the target is the right
+error of the MCMC reference (benchmarks/_probe_jacobian_identity.py), so the target is the right
 one for a Gaussian head whose first two moments are right.
 """
 

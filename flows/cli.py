@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--head", default=None, help="train only this head (default: all)")
         if name in ("gates", "promote"):
             p.add_argument("--version", default=None, help="model version (default: the challenger)")
+        if name == "promote":
+            p.add_argument("--force", action="store_true",
+                           help="promote even if its energy score is worse than the champion's (logged)")
         if name == "emulator":
             p.add_argument("--oracle", action="store_true",
                            help="also run the emulator-based oracle on the held-out events and gate it")
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = validate_gates(config, version_ref(client, name, version), oracle)
         print(outcome.report_json)
         if args.command == "promote":
-            print(promote(config, [outcome]).reason)
+            print(promote(config, [outcome], force=args.force).reason)
         return 0
     return 2
 

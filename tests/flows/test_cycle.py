@@ -146,6 +146,45 @@ def test_failing_head_alone_never_takes_the_champion_alias(first, smoke, client)
     assert not summary.promotion.changed
 
 
+def test_a_passing_but_worse_version_never_displaces_the_champion(first, smoke, client):
+    """Promotion ranks by the energy score on the held-out events and compares with the
+    incumbent: a version that passed (here: the undertrained head's, marked passing in
+    the registry for the test) but scores worse leaves the champion in place unless forced."""
+    from flows.promote import promote
+
+    name = smoke.registered_model_name()
+    by_head = {o.model.head_name: o for o in first.outcomes}
+    good, bad = by_head["gaussian-full"], by_head["undertrained"]
+    assert bad.statistics["scores.energy_score"] > good.statistics["scores.energy_score"]
+    worse = bad.model_copy(update={"passed": True, "gates": {g: True for g in bad.gates}})
+    client.set_model_version_tag(name, bad.model.version, "gates_passed", "true")
+    try:
+        kept = promote(smoke, [worse])
+        assert not kept.changed and kept.champion == good.model.version and "worse than champion" in kept.reason
+        assert str(client.get_model_version_by_alias(name, "champion").version) == good.model.version
+        forced = promote(smoke, [worse], force=True)
+        assert forced.changed and forced.champion == bad.model.version and "FORCED" in forced.reason
+        again = promote(smoke, [good])  # the better version takes it back on its own
+        assert again.changed and again.champion == good.model.version and "at least as good" in again.reason
+    finally:
+        client.set_model_version_tag(name, bad.model.version, "gates_passed", "false")
+        client.set_registered_model_alias(name, "champion", good.model.version)
+
+
+def test_rank_key_orders_by_energy_score_first():
+    from flows.promote import rank_key
+    from flows.refs import GateOutcome, ModelRef
+
+    def outcome(version, **stats):
+        ref = ModelRef(name="m", version=str(version), run_id="r", model_uri="u", head_name="h", head_type="gaussian")
+        return GateOutcome(model=ref, passed=True, gates={}, statistics=stats, report_json="{}")
+
+    a = outcome(1, **{"scores.energy_score": 2.0, "posterior_agreement.statistic": 0.99})
+    b = outcome(2, **{"scores.energy_score": 1.5, "posterior_agreement.statistic": 0.96})
+    c = outcome(3, **{"posterior_agreement.statistic": 1.0})
+    assert [o.model.version for o in sorted([a, b, c], key=rank_key)] == ["2", "1", "3"]
+
+
 def test_cli_status_and_bad_config(first, smoke, tmp_path, capsys):
     from flows.cli import main
 

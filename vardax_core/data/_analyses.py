@@ -31,19 +31,39 @@ from ._store import ChunkedStore, gather_io, open_store
 
 
 @eqx.filter_jit
-def _analyse(posterior, y, mask, key, levels, n_samples: int):
-    """Mean, std, quantiles (and draws) for a batch. Quantiles are empirical from the
-    draws when ``n_samples`` > 0, else Gaussian (mean + std·Φ⁻¹(q))."""
+def _analyse(posterior, y, mask, key, levels, n_samples: int, moment_draws: int):
+    """Mean, std, quantiles (and draws) for a batch.
+
+    - A posterior with a closed-form std (Gaussian heads, the exact posterior): std as
+      given; quantiles empirical from the ``n_samples`` draws when there are any, else
+      Gaussian (mean + std·Φ⁻¹(q)).
+    - Without one (flow and score heads): std and quantiles from ``n_samples`` draws when
+      n_samples >= 2, else from ``moment_draws`` draws of its own distribution (key
+      ``fold_in(key, 1)``) that are not stored — one head, one posterior: never a
+      Gaussian guess around a non-Gaussian head.
+    """
     post = posterior.posterior(y, mask, key, n_samples=n_samples)
     mean = post.mean
+    draws = post.samples if n_samples else None
+    if post.std is None and n_samples < 2:
+        moments = posterior.posterior(y, mask, jax.random.fold_in(key, 1), n_samples=moment_draws).samples
+        std = jnp.std(moments, axis=1, ddof=1)
+        q = jnp.moveaxis(jnp.quantile(moments, levels, axis=1), 0, 1)
+        return mean, std, q, draws
     if n_samples:
-        draws = post.samples
-        std = post.std if post.std is not None else jnp.std(draws, axis=1)
+        std = post.std if post.std is not None else jnp.std(draws, axis=1, ddof=1)
         q = jnp.moveaxis(jnp.quantile(draws, levels, axis=1), 0, 1)
         return mean, std, q, draws
     std = post.std
     q = mean[:, None] + std[:, None] * jss.norm.ppf(levels).reshape((1, -1) + (1,) * (mean.ndim - 1))
     return mean, std, q, None
+
+
+def _has_closed_form_std(posterior, y, mask) -> bool:
+    """Whether ``posterior.posterior(y, mask)`` carries a std without draws (traced
+    abstractly: nothing is computed)."""
+    out = jax.eval_shape(lambda a, b: posterior.posterior(a, b, jax.random.key(0), n_samples=0), y, mask)
+    return out.std is not None
 
 
 class AnalysesWriter:
@@ -70,12 +90,15 @@ class AnalysesWriter:
         chunk_size: int | None = None,
         seed: int = 0,
         catalogue_hash: str | None = None,
+        moment_draws: int = 100,
     ):
         levels = np.asarray(quantiles, dtype=np.float64)
         if levels.ndim != 1 or levels.size == 0 or np.any((levels <= 0) | (levels >= 1)):
             raise ValueError(f"`quantiles` must be levels in (0, 1), got {list(quantiles)}")
         if int(n_samples) < 0:
             raise ValueError(f"`n_samples` must be >= 0, got {n_samples}")
+        if int(moment_draws) < 2:
+            raise ValueError(f"`moment_draws` must be >= 2, got {moment_draws}")
         if "model_version" not in provenance:
             raise ValueError("`provenance` must name the `model_version` (part of the store identity)")
         self.catalogue = open_catalogue(catalogue_path, problem)  # validates before anything is written
@@ -86,6 +109,8 @@ class AnalysesWriter:
         self._cat_y, self._cat_mask = cat["y"], cat["mask"]  # read directly: no xarray indexing per chunk
         n = self.catalogue.sizes["event"]
         cat_chunk = int(self.catalogue.attrs["chunk_size"])
+        probe = (jnp.asarray(self._cat_y[:1]), jnp.asarray(self._cat_mask[:1]))
+        self.moment_draws = 0 if _has_closed_form_std(posterior, *probe) or self.n_samples >= 2 else int(moment_draws)
         self.catalogue_hash = str(catalogue_hash) if catalogue_hash else dataset_hash(catalogue_path)
         variables = ["mean", "std", "quantiles"] + (["samples"] if self.n_samples else [])
         self.store = ChunkedStore(
@@ -95,7 +120,9 @@ class AnalysesWriter:
                 **problem_attrs(problem), **{k: v for k, v in provenance.items()},
                 "catalogue_path": str(catalogue_path), "catalogue_hash": self.catalogue_hash,
                 "quantile_levels": levels.tolist(), "n_samples": self.n_samples,
-                "quantile_method": "samples" if self.n_samples else "gaussian",
+                "quantile_method": ("samples" if self.n_samples >= 2 or (self.n_samples and not self.moment_draws)
+                                    else f"samples ({self.moment_draws} draws, not stored)" if self.moment_draws
+                                    else "gaussian"),
                 "seed": self.seed, "code_version": __version__,
                 "identity": f"{self.catalogue_hash}|{provenance['model_version']}|{levels.tolist()}|{self.n_samples}",
             },
@@ -129,7 +156,8 @@ class AnalysesWriter:
         is a host callback, so on CPU JAX runs it before returning)."""
         c, k, y, mask = read
         key = jax.random.fold_in(self._key, c)
-        return c, k, _analyse(self.posterior, jnp.asarray(y), jnp.asarray(mask), key, self._levels, self.n_samples)
+        return c, k, _analyse(self.posterior, jnp.asarray(y), jnp.asarray(mask), key, self._levels, self.n_samples,
+                             max(self.moment_draws, 2))
 
     def _launch(self, c: int):
         """Read event chunk ``c`` and start its analysis."""

@@ -1,7 +1,7 @@
 """Run every benchmark script into one run folder, then render the report (``make bench``).
 
 Run: .venv/bin/python benchmarks/_runner.py [--quick] [--out DIR] [--report PATH]
-         [--figures DIR]
+         [--figures DIR] [--resume RUN_DIR]
 
 Each script of ``report.benchmark_names()`` runs in its own process with
 ``--json <out>/<name>.json`` (and ``--quick``), its output shown and kept in
@@ -110,14 +110,33 @@ def _failure(status: int, record: str) -> str | None:
     return None
 
 
-def run(out: str, report: str, figures: str | None, quick: bool, names: list[str] | None = None) -> int:
-    """Run the scripts, then the report; 0 on success, 1 at the first failure."""
+def run(out: str, report: str, figures: str | None, quick: bool, names: list[str] | None = None,
+        resume: bool = False) -> int:
+    """Run the scripts, then the report; 0 on success, 1 at the first failure. With
+    ``resume``, ``out`` is the folder of an earlier run that stopped at a failure: the
+    scripts that completed there keep their records, the others run now, and the index
+    records when the run resumed and which scripts it re-ran."""
     names = benchmark_names() if names is None else names
     os.makedirs(out, exist_ok=True)
     index = {"command": "make bench" + (" BENCH_QUICK=1" if quick else ""), "runner": " ".join(sys.argv),
              "quick": quick, "started": _now(), "status": "running", "scripts": []}
+    done: set[str] = set()
+    if resume:
+        with open(os.path.join(out, "run.json")) as f:
+            index = json.load(f)
+        if index.get("quick") != quick:
+            raise SystemExit(f"--resume: {out} was a {'quick' if index.get('quick') else 'full'} run")
+        done = {s["name"] for s in index["scripts"]
+                if s["returncode"] == 0 and os.path.exists(os.path.join(out, f"{s['name']}.json"))}
+        index.setdefault("resumed", []).append({"at": _now(), "after": index.get("status"),
+                                                "rerun": [n for n in names if n not in done]})
+        index["status"] = "running"
+        index["scripts"] = [s for s in index["scripts"] if s["name"] in done]
     env = script_env(quick, out)
     for name in names:
+        if name in done:
+            print(f"== benchmarks/{name}.py: kept from the earlier part of this run", flush=True)
+            continue
         cmd, record = script_command(name, out, quick), os.path.join(out, f"{name}.json")
         if os.path.exists(record):  # a record left by an earlier run in this folder is not this run's
             os.remove(record)
@@ -145,9 +164,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="run folder (default $VARDAX_HOME/bench/<UTC time>)")
     ap.add_argument("--report", help="report path (default benchmarks/RESULTS.md; <out>/RESULTS.md with --quick)")
     ap.add_argument("--figures", help="figure folder (default figures/ next to the report)")
+    ap.add_argument("--resume", metavar="RUN_DIR",
+                    help="finish a run that stopped at a failure: keep its completed records, run the rest")
     args = ap.parse_args(argv)
-    out, report = resolve_paths(args.quick, args.out, args.report)
-    return run(out, report, args.figures, args.quick)
+    out, report = resolve_paths(args.quick, args.resume or args.out, args.report)
+    return run(out, report, args.figures, args.quick, resume=bool(args.resume))
 
 
 if __name__ == "__main__":

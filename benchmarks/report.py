@@ -142,7 +142,9 @@ def header(records: dict, index: dict, run_dir: str) -> str:
         out += [f"> **{QUICK_LABEL}.** This report comes from `--quick` runs (tiny sizes, so that the chain "
                 "runs in a test): its numbers and its met/not-met verdicts say nothing about performance.", ""]
     out += [
-        f"Run: {_date_range(records, index)} (UTC); records in `{display_path(run_dir)}`.",
+        f"Run: {_date_range(records, index)} (UTC); records in `{display_path(run_dir)}`."
+        + "".join(f" Resumed at {r['at']} after {r['after']!r}, re-running {', '.join(r['rerun'])} "
+                  "(the other scripts' records are from before)." for r in index.get("resumed", [])),
         "",
         "## Machine",
         "",

@@ -42,7 +42,10 @@ def _print_status(status: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vardax_core import __version__
+
     parser = argparse.ArgumentParser(prog="vardax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"vardax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("cycle", "simulate", "oracle", "train", "gates", "promote", "status", "catalogue", "reprocess", "emulator"):
         p = sub.add_parser(name)

@@ -71,8 +71,10 @@ print(f"{n_pairs} pairs; {y.shape[0]} held-out events, oracle converged on {resu
 # %% [markdown]
 # ## The three heads
 #
-# The architectures of the default `configs/lorenz96.yaml` (shrunk in small mode): an MLP
-# encoder and diagonal Gaussian parts. The score head samples with `sample_steps`
+# An MLP encoder and diagonal Gaussian parts (shrunk in small mode), trained on the stored
+# pairs: the flow is the default `configs/lorenz96.yaml`'s; its Gaussian head is
+# full-covariance and trains on 10⁶ fresh pairs drawn on the fly (`fit_simulated`), which
+# `benchmarks/heads.py` measures against the MCMC reference. The score head samples with `sample_steps`
 # Euler–Maruyama steps of the reverse SDE.
 
 # %%

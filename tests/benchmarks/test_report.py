@@ -63,7 +63,7 @@ def notes(tmp_path):
 
 def test_benchmark_names_are_the_scripts_but_helpers_and_the_report():
     names = report.benchmark_names()
-    assert names == ["simulate", "oracle", "oracle_workers", "amortized", "gates", "gate_power", "reprocess",
+    assert names == ["simulate", "oracle", "oracle_workers", "amortized", "heads", "gates", "gate_power", "reprocess",
                      "emulator"], names
     assert sorted(names) == sorted(p.stem for p in BENCH_DIR.glob("*.py")
                                    if not p.stem.startswith("_") and p.stem != "report")
@@ -185,6 +185,33 @@ def test_runner_stops_at_the_first_failure(tmp_path, monkeypatch, capsys):
     index = json.loads((tmp_path / "run" / "run.json").read_text())
     assert index["status"] == "failed: second" and [s["name"] for s in index["scripts"]] == ["first", "second"]
     assert not (tmp_path / "run" / "third.json").exists() and not report_path.exists()
+
+
+def test_runner_resumes_a_failed_run_keeping_the_completed_records(tmp_path, monkeypatch, capsys):
+    ok = ("import json, sys; json.dump({}, open(sys.argv[sys.argv.index('--json') + 1], 'w'))")
+    scripts = {"first": ["-c", ok], "second": ["-c", "raise SystemExit(3)"], "third": ["-c", ok]}
+    ran = []
+
+    def command(name, out, quick):
+        ran.append(name)
+        return [sys.executable, *scripts[name], "--json", str(tmp_path / "run" / f"{name}.json")]
+
+    monkeypatch.setattr(runner, "script_command", command)
+    reports = []
+    monkeypatch.setattr(runner, "write_report", lambda out, rep, fig, names: reports.append(names))
+    run_dir = str(tmp_path / "run")
+    assert runner.run(run_dir, str(tmp_path / "R.md"), None, True, names=list(scripts)) == 1
+    first_started = json.loads((tmp_path / "run" / "run.json").read_text())["started"]
+    scripts["second"] = ["-c", ok]  # the failure is fixed
+    ran.clear()
+    assert runner.run(run_dir, str(tmp_path / "R.md"), None, True, names=list(scripts), resume=True) == 0
+    assert ran == ["second", "third"] and reports == [["first", "second", "third"]]
+    index = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert index["status"] == "done" and index["started"] == first_started
+    assert [s["name"] for s in index["scripts"]] == ["first", "second", "third"]
+    (resumed,) = index["resumed"]
+    assert resumed["after"] == "failed: second" and resumed["rerun"] == ["second", "third"]
+    assert "kept from the earlier part of this run" in capsys.readouterr().out
 
 
 def test_runner_does_not_take_an_old_record_for_this_runs(tmp_path, monkeypatch, capsys):

@@ -51,3 +51,26 @@ def test_bad_configs_name_the_field(data, field):
 def test_unknown_config_name():
     with pytest.raises(ConfigError, match="no config file"):
         load_config("does-not-exist")
+
+
+def test_cli_prints_its_version(capsys):
+    from flows.cli import main
+    from vardax_core import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vardax {__version__}"
+
+
+def test_consistency_needs_simulated_training_and_valid_settings():
+    from flows.config import HeadSpec
+
+    ok = HeadSpec(name="h", type="gaussian", simulate={"n_pairs": 1000, "epoch_pairs": 500},
+                  consistency={"weight": 1.0})
+    assert ok.consistency == {"weight": 1.0}
+    with pytest.raises(ValueError, match="needs `simulate`"):
+        HeadSpec(name="h", type="gaussian", consistency={"weight": 1.0})
+    with pytest.raises(ValueError, match="n_samples"):
+        HeadSpec(name="h", type="gaussian", simulate={"n_pairs": 1000, "epoch_pairs": 500},
+                 consistency={"n_samples": 3})

@@ -31,7 +31,7 @@ from ._store import ChunkedStore, gather_io, open_store
 
 
 @eqx.filter_jit
-def _analyse(posterior, y, mask, key, levels, n_samples: int, moment_draws: int):
+def _analyse(posterior, y, mask, key, levels, n_samples: int, moment_draws: int = 100):
     """Mean, std, quantiles (and draws) for a batch.
 
     - A posterior with a closed-form std (Gaussian heads, the exact posterior): std as

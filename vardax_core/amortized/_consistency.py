@@ -82,7 +82,6 @@ class JacobianConsistency(eqx.Module):
         """((∂u/∂ỹ) ξ, sg(T ξ)) for one event and a direction ξ (n_obs,), both (n,)."""
         p, st, head = self.problem, model.standardizer, model.head
         m = mask.reshape(-1).astype(ys.dtype)
-        k_draw = key
 
         def mean_u(yy):
             f = model.encoder(yy.reshape(mask.shape), mask)
@@ -95,7 +94,7 @@ class JacobianConsistency(eqx.Module):
         # W diag(s_y) ξ in observation units, (T, *obs)
         w = jnp.where(mask, p.noise.R_inv((st.y_std * xi.astype(st.y_std.dtype)).reshape(mask.shape)), 0.0)
         gauss = h.gaussian(c)
-        half = h.sample(c, k_draw, self.n_samples // 2)
+        half = h.sample(c, key, self.n_samples // 2)
         mean = h.point(c) if gauss is None else gauss[0]
         u = jnp.concatenate([half, 2 * mean - half])  # antithetic about the head's mean
         x = jax.vmap(lambda uu: st.x_from_std(uu).reshape(p.state_shape))(u)

@@ -109,8 +109,10 @@ class AnalysesWriter:
         self._cat_y, self._cat_mask = cat["y"], cat["mask"]  # read directly: no xarray indexing per chunk
         n = self.catalogue.sizes["event"]
         cat_chunk = int(self.catalogue.attrs["chunk_size"])
-        probe = (jnp.asarray(self._cat_y[:1]), jnp.asarray(self._cat_mask[:1]))
-        self.moment_draws = 0 if _has_closed_form_std(posterior, *probe) or self.n_samples >= 2 else int(moment_draws)
+        # moments from unstored draws only for a posterior without a closed-form std and < 2 stored draws
+        needs_draws = self.n_samples < 2 and not _has_closed_form_std(
+            posterior, jnp.asarray(self._cat_y[:1]), jnp.asarray(self._cat_mask[:1]))
+        self.moment_draws = int(moment_draws) if needs_draws else 0
         self.catalogue_hash = str(catalogue_hash) if catalogue_hash else dataset_hash(catalogue_path)
         variables = ["mean", "std", "quantiles"] + (["samples"] if self.n_samples else [])
         self.store = ChunkedStore(

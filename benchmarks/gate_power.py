@@ -14,7 +14,7 @@ linear_gaussian (closed form): each seed simulates its own ``--events`` held-out
 and its own SBC runs. The candidates are Gaussians built on the exact posterior N(μ, Σ):
 the exact one; the mean shifted by 0.3 σ in every component (the whole distribution
 moved); the covariance × 0.7 and × 1.4; the same point estimates with ∂x̂/∂y × 1.2; the
-diagonal approximation N(μ, diag Σ) (right marginals, wrong joint: only log q sees it);
+diagonal approximation N(μ, diag Σ) (right marginals, wrong joint: the observation misfit and log q see it);
 a sampler biased by 0.3 σ with the right estimate and density. The adjoint reference is
 the Kalman gain (exact, no Monte-Carlo error).
 
@@ -131,7 +131,7 @@ def lg_candidates(problem):
         ("covariance × 0.7", "SBC", g(c=0.7)),
         ("covariance × 1.4", "SBC", g(c=1.4)),
         ("∂x̂/∂y × 1.2", "adjoint", g(s=1.2)),
-        ("diagonal approximation N(μ, diag Σ)", "SBC (log q)", g(diagonal=True)),
+        ("diagonal approximation N(μ, diag Σ)", "SBC (misfit, log q)", g(diagonal=True)),
         ("sampler biased by 0.3 σ", "SBC", g(shift=0.3)),
     ]
 
@@ -190,18 +190,20 @@ def _reference_runs(problem, pool: int, quick: bool):
                 t_oracle=t_oracle, t_reference=t_a)
 
 
-def _sbc_from_draws(truth, draws, n_draws: int, key, log_q=None) -> SBCSimulation:
+def _sbc_from_draws(truth, draws, n_draws: int, key, misfit, log_q=None) -> SBCSimulation:
     """An SBC simulation from given draws (N, K, n) ≥ L of each run's truth (N, n):
-    ranks of the truth among L evenly spaced draws, ties broken at random; with
-    ``log_q`` (x (N, …, n) ↦ log density (N, …)) log q is ranked too, as the gate does."""
+    ranks of the truth among L evenly spaced draws, ties broken at random, for every
+    component and the observation misfit (``misfit``: x (N, …, n) ↦ (N, …)); with
+    ``log_q`` (the same signature) log q is ranked too, as the gate does."""
     N, K, n = draws.shape
     idx = np.linspace(0, K - 1, n_draws).round().astype(int)
     d = draws[:, idx]
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
-    t = truth
+    d = np.concatenate([d, misfit(d)[..., None]], axis=-1)
+    t = np.concatenate([truth, misfit(truth[:, None])], axis=-1)
     if log_q is not None:
-        d = np.concatenate([d, log_q(d)[..., None]], axis=-1)
-        t = np.concatenate([truth, log_q(truth[:, None])], axis=-1)
+        d = np.concatenate([d, log_q(d[..., :n])[..., None]], axis=-1)
+        t = np.concatenate([t, log_q(truth[:, None])], axis=-1)
     less = np.sum(d < t[:, None], axis=1)
     ties = np.sum(d == t[:, None], axis=1)
     ranks = less + np.floor(rng.uniform(size=less.shape) * (ties + 1)).astype(int)
@@ -234,6 +236,11 @@ def run_lorenz96(args, config: GateConfig, rec: Record):
     # the diagonal Gaussian with the exact marginal moments (run B's), with its density
     draws_diag = mean_b[:, None] + std_b[:, None] * np.random.default_rng(6).normal(size=draws_b.shape)
 
+    misfit_one = jax.jit(jax.vmap(jax.vmap(problem.obs_misfit, (0, None, None)), (0, 0, 0)))
+
+    def misfit(x, sel):
+        return np.asarray(misfit_one(jnp.asarray(x), jnp.asarray(runs["y"][sel]), jnp.asarray(runs["mask"][sel])))
+
     def log_q_diag(x, sel):
         z = (x - mean_b[sel][:, None]) / std_b[sel][:, None]
         return -0.5 * np.sum(z**2, -1) - np.sum(np.log(std_b[sel]), -1)[:, None]
@@ -246,7 +253,7 @@ def run_lorenz96(args, config: GateConfig, rec: Record):
         ("covariance × 0.7 (draws' spread × √0.7)", "SBC", (mean_b, J_b, V_b, mb + np.sqrt(0.7) * (draws_b - mb))),
         ("covariance × 1.4 (draws' spread × √1.4)", "SBC", (mean_b, J_b, V_b, mb + np.sqrt(1.4) * (draws_b - mb))),
         ("∂x̂/∂y × 1.2", "adjoint", (mean_b, 1.2 * J_b, 1.44 * V_b, draws_b)),
-        ("diagonal Gaussian N(μ, diag σ²) with the exact marginals", "SBC (log q)",
+        ("diagonal Gaussian N(μ, diag σ²) with the exact marginals", "SBC (misfit, log q)",
          (mean_b, J_b, V_b, draws_diag, log_q_diag)),
         ("Laplace posterior N(x*, P) at the 4DVar MAP", "reported", (x_star, J_lap, None, draws_lap)),
     ]
@@ -269,7 +276,8 @@ def run_lorenz96(args, config: GateConfig, rec: Record):
             comp = compare_jacobians(J[sel], J_a[sel], None if V is None else V[sel], V_a[sel])
             adj = jacobian_gate("adjoint_calibration", comp, config, "MCMCReference")
             log_q = (lambda x, f=density[0], s=sel_sbc: f(x, s)) if density else None
-            sim = _sbc_from_draws(truth[sel_sbc], draws[sel_sbc], config.sbc_draws, jax.random.key(seed), log_q)
+            sim = _sbc_from_draws(truth[sel_sbc], draws[sel_sbc], config.sbc_draws, jax.random.key(seed),
+                                  lambda x, s=sel_sbc: misfit(x, s), log_q)
             sb = sbc_gate(sim, sbc_config)
             passes[name].append((agree.passed, adj.passed, sb.passed))
             stats[name].append((agree.statistic, adj.statistic, sb.statistic))

@@ -6,7 +6,7 @@ Run: .venv/bin/python benchmarks/gates.py [--runs 1000] [--draws 99] [--events 2
 
 - SBC with N = 1000 runs × L = 99 posterior draws (L + 1 = 100 rank values, so the 20
   default bins each hold 5 of them; L = 100 would make L + 1 = 101 prime), every state
-  component plus log q: 41 statistics.
+  component, the observation misfit and log q: 42 statistics.
 - posterior agreement and adjoint calibration on 200 events.
 
 The heads are freshly initialised (untrained) by ``vardax_core.amortized.build_posterior``

@@ -10,6 +10,8 @@ Each wraps a posterior that follows the protocol and breaks one thing only:
 - :class:`ShiftedPosterior`: the whole distribution (estimate, draws, density) moved by
   k σ in every component — one consistent but wrong posterior — SBC and agreement;
 - :class:`BiasedSampler`: the right estimate and density, draws moved by k σ — SBC;
+- :class:`DiagonalApproximation`: N(μ, diag Σ), the exact marginals without their
+  correlations — SBC's joint statistics (observation misfit, log q);
 - :class:`Broken`: non-finite estimates, draws, log densities or Jacobians.
 """
 
@@ -117,6 +119,23 @@ class BiasedSampler(ShiftedPosterior):
 
     def __call__(self, y, mask):
         return self.base(y, mask)
+
+
+class DiagonalApproximation(_Wrapper):
+    """N(μ, diag Σ): the right estimate and marginals, every correlation dropped (draws and
+    density both)."""
+
+    def sample(self, y, mask, key, n):
+        mu = self.base(y, mask)
+        sd = marginal_std(self.base, y, mask).reshape(mu.shape)
+        z = jax.random.normal(key, (mu.shape[0], n, *mu.shape[1:]), mu.dtype)
+        return mu[:, None] + sd[:, None] * z
+
+    def log_prob(self, x, y, mask):
+        mu = self.base(y, mask)
+        sd = marginal_std(self.base, y, mask).reshape(mu.shape)
+        z = ((x - mu) / sd).reshape(x.shape[0], -1)
+        return -0.5 * jnp.sum(z**2 + jnp.log(2 * jnp.pi), -1) - jnp.sum(jnp.log(sd).reshape(x.shape[0], -1), -1)
 
     def log_prob(self, x, y, mask):
         return self.base.log_prob(x, y, mask)

@@ -87,3 +87,11 @@ def shifted_sims(exact, lg, seed_keys):
 
     return {name: sbc_over_seeds(cls(exact, jnp.asarray(0.3)), lg, seed_keys[:N_SEEDS_WRONG])
             for name, cls in (("shifted", ShiftedPosterior), ("biased-sampler", BiasedSampler))}
+
+
+@pytest.fixture(scope="session")
+def diagonal_sims(exact, lg, seed_keys):
+    """SBC simulations of the diagonal approximation N(μ, diag Σ) of the exact posterior."""
+    from tests.gates._wrong import DiagonalApproximation
+
+    return sbc_over_seeds(DiagonalApproximation(exact), lg, seed_keys[:N_SEEDS_WRONG])

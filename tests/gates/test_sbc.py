@@ -20,7 +20,7 @@ from vardax_core.gates import (
 )
 from vardax_core.gates._sbc import _rank
 
-NAMES = [f"x[{i}]" for i in range(10)] + ["log_q"]
+NAMES = [f"x[{i}]" for i in range(10)] + ["obs_misfit", "log_q"]
 
 
 def _numpy_holm(p):
@@ -37,7 +37,7 @@ def _numpy_holm(p):
 
 def test_statistics_match_numpy_and_scipy_on_the_same_ranks():
     rng = np.random.default_rng(0)
-    N, L, B, S = 500, 99, 10, 11
+    N, L, B, S = 500, 99, 10, 12
     ranks = rng.integers(0, L + 1, size=(N, S))
     ranks[:, 3] = np.minimum(L, rng.binomial(L, rng.beta(0.7, 0.7, N)))  # a miscalibrated one
     u = (ranks + rng.random((N, S))) / (L + 1)
@@ -89,7 +89,7 @@ def test_exact_posterior_passes_with_at_most_5_percent_false_rejections(exact_si
     assert len(results) == N_SEEDS >= 20
     assert rate <= 0.05
     assert results[0].passed and results[0].details["statistics"] == NAMES
-    # under the null the smallest raw p of 11 statistics is not systematically tiny
+    # under the null the smallest raw p of 12 statistics is not systematically tiny
     assert np.median([min(r.details["p"]) for r in results]) > 0.01
 
 
@@ -118,6 +118,22 @@ def test_shifted_mean_or_biased_sampler_fails_in_at_least_95_percent_of_seeds(sh
     counts = np.sum([np.asarray(r.details["counts"])[:10] for r in results], axis=(0, 1))
     # draws sit above the truth: the truth's ranks pile up in the low bins
     assert counts[:5].sum() > 1.2 * counts[5:].sum()
+
+
+def test_diagonal_approximation_fails_in_at_least_95_percent_of_seeds(diagonal_sims):
+    """N(μ, diag Σ) keeps every marginal right, so the component ranks stay uniform; the
+    observation misfit of its draws does not match the truth's (the dropped correlations
+    are the ones the observations impose), and the gate rejects it."""
+    results = _gate_all(diagonal_sims)
+    rate = np.mean([not r.passed for r in results])
+    worst = [r.details["worst_statistic"] for r in results]
+    print("diagonal rejection rate", rate, "worst statistics", {w: worst.count(w) for w in set(worst)})
+    assert len(results) == N_SEEDS_WRONG >= 40
+    assert rate >= 0.95
+    assert all(w in ("obs_misfit", "log_q") for w, r in zip(worst, results) if not r.passed)
+    # the marginals are right: over all seeds the component ranks are uniform
+    holm_components = np.array([r.details["holm_p"][:10] for r in results])
+    assert np.mean(holm_components.min(axis=1) <= SBC_CONFIG.sbc_alpha) <= 0.1
 
 
 def test_diagnostics_see_miscalibration(exact_sims, scaled_sims, lg):
@@ -151,8 +167,8 @@ def test_one_at_a_time_and_vmapped_blocks_agree(exact, lg):
     b = simulate_sbc(post, lg, jax.random.key(3), SMALL.replace(sbc_chunk=25))  # 3 blocks of 20
     np.testing.assert_array_equal(a.ranks, b.ranks)
     np.testing.assert_allclose(a.u, b.u, rtol=1e-12)
-    assert a.ranks.shape == (60, 10)  # no log q without a density
-    assert statistic_names(post, lg) == NAMES[:10]
+    assert a.ranks.shape == (60, 11)  # the components and the misfit; no log q without a density
+    assert statistic_names(post, lg) == NAMES[:11]
     # run n simulates event n of problem.simulate(k_sim, N)
     k_sim = jax.random.split(jax.random.key(3), 4)[0]
     np.testing.assert_allclose(a.truth, np.asarray(lg.simulate(k_sim, 60)[0]), rtol=1e-12)

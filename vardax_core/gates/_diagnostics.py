@@ -44,7 +44,7 @@ def sbc_diagnostics(sim, prior_variance, n_levels: int = 19, density: bool = Fal
     out["coverage"] = cov
     summary = {"coverage_max_abs_error": float(np.max(np.abs(cov - levels)))}
     if density:
-        hpd = np.array([np.mean(u[:, n] >= 1 - a) for a in levels])
+        hpd = np.array([np.mean(u[:, -1] >= 1 - a) for a in levels])
         out["hpd_coverage"] = hpd
         summary["hpd_coverage_max_abs_error"] = float(np.max(np.abs(hpd - levels)))
     tarp = np.asarray(sim.tarp, dtype=np.float64)[finite]

@@ -51,9 +51,8 @@ def simultaneous_ecdf_band(n: int, level: float = 0.99, n_sim: int = 2000, n_gri
 
 def _select(names, p, max_panels):
     order = list(np.argsort(p))
-    if "log_q" in names:
-        i = names.index("log_q")
-        order = [i] + [j for j in order if j != i]
+    joint = [names.index(k) for k in ("log_q", "obs_misfit") if k in names]
+    order = joint + [j for j in order if j not in joint]
     return order[:max_panels]
 
 
@@ -64,7 +63,8 @@ def _grid(k):
 
 
 def plot_rank_histograms(sbc_result, path: str, max_panels: int = 12, level: float = 0.99) -> str:
-    """Rank histograms of the statistics with the smallest p-values (log q first)."""
+    """Rank histograms of the statistics with the smallest p-values (the joint ones, log q
+    and the observation misfit, first)."""
     d = sbc_result.details
     counts, names, p = np.asarray(d["counts"]), d["statistics"], np.asarray(d["p"], dtype=float)
     N, B = d["n_runs"], d["n_bins"]

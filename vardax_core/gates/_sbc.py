@@ -95,8 +95,13 @@ def sbc_run(posterior, problem, sim_key, draw_key, uniforms, z_ref, n_draws: int
     check_output("posterior.sample(y, mask, key, n)", draws, (1, n_draws, *state_shape))
     draws = draws[0].reshape(n_draws, -1).astype(F64)
     truth = x.reshape(-1).astype(F64)
-    stat_draws, stat_truth = draws, truth
-    finite = jnp.all(jnp.isfinite(draws))
+    # the observation misfit ½‖m ⊙ (y − H M(x))‖²_{R⁻¹} of the truth and of every draw:
+    # a data-dependent statistic that sees a wrong joint (e.g. dropped correlations)
+    misfit = jax.vmap(lambda xx: problem.obs_misfit(xx.reshape(state_shape), y, mask).astype(F64))(
+        jnp.concatenate([truth[None], draws]).astype(problem.prior.mean.dtype))
+    stat_draws = jnp.concatenate([draws, misfit[1:, None]], axis=1)
+    stat_truth = jnp.concatenate([truth, misfit[:1]])
+    finite = jnp.all(jnp.isfinite(draws)) & jnp.all(jnp.isfinite(misfit))
     if density:
         def lq(xx):
             out = posterior.log_prob(xx.reshape(1, *state_shape), y[None], mask[None])
@@ -105,8 +110,8 @@ def sbc_run(posterior, problem, sim_key, draw_key, uniforms, z_ref, n_draws: int
 
         # truth and draws in one vmap; y is not batched, so the head's encoder runs once
         lqs = jax.vmap(lq)(jnp.concatenate([truth[None], draws]))
-        stat_draws = jnp.concatenate([draws, lqs[1:, None]], axis=1)
-        stat_truth = jnp.concatenate([truth, lqs[:1]])
+        stat_draws = jnp.concatenate([stat_draws, lqs[1:, None]], axis=1)
+        stat_truth = jnp.concatenate([stat_truth, lqs[:1]])
         finite = finite & jnp.all(jnp.isfinite(lqs))
     S = stat_truth.shape[0]
     rank, u = _rank(stat_draws, stat_truth, uniforms[:S], uniforms[S:2 * S])
@@ -130,7 +135,7 @@ def sbc_simulation_arrays(posterior, problem, key, n_runs: int, n_draws: int, ch
     keep compilation fast)."""
     k_sim, k_draw, k_u, k_z = jax.random.split(key, 4)
     runs = jnp.arange(n_runs)
-    n_stats = problem.n_state + (1 if density else 0)
+    n_stats = problem.n_state + 1 + (1 if density else 0)
     xs = (jax.vmap(jax.random.fold_in, (None, 0))(k_sim, runs),
           jax.vmap(jax.random.fold_in, (None, 0))(k_draw, runs),
           jax.random.uniform(k_u, (n_runs, 2 * n_stats + 1), F64),
@@ -150,7 +155,7 @@ def simulate_sbc(posterior, problem, key, config: GateConfig | None = None) -> S
 
 
 def statistic_names(posterior, problem) -> list[str]:
-    return component_names(problem.state_shape) + (["log_q"] if has_density(posterior) else [])
+    return component_names(problem.state_shape) + ["obs_misfit"] + (["log_q"] if has_density(posterior) else [])
 
 
 # ---- the uniformity tests ------------------------------------------------------------------------

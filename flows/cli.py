@@ -31,13 +31,15 @@ from .config import ConfigError, load_config
 def _print_status(status: dict) -> None:
     print(f"registered model: {status['model']}")
     print(f"champion: {status['champion'] or '-'}   challenger: {status['challenger'] or '-'}")
-    print("| version | aliases | head | type | agreement | adjoint | sbc | all passed |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| version | aliases | head | type | agreement | adjoint | sbc | all passed | profile | current pass |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in status["versions"]:
         g = r["gates"]
+        current = "yes" if not r["current"] else ("no" if r["gates_passed"] != "true" else "stale: " + r["current"][0])
         print(
             f"| {r['version']} | {','.join(r['aliases']) or '-'} | {r['head']} | {r['head_type']} | "
-            f"{g.get('posterior_agreement', '-')} | {g.get('adjoint_calibration', '-')} | {g.get('sbc', '-')} | {r['gates_passed']} |"
+            f"{g.get('posterior_agreement', '-')} | {g.get('adjoint_calibration', '-')} | {g.get('sbc', '-')} | "
+            f"{r['gates_passed']} | {r['profile']} | {current} |"
         )
 
 
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         from . import tracking
 
-        _print_status(tracking.registry_status(tracking.configure(config), config.registered_model_name()))
+        _print_status(tracking.registry_status(tracking.configure(config), config.registered_model_name(),
+                                               config.problem.build().hash))
         return 0
     if args.command == "catalogue":
         from vardax_core.data import write_catalogue

@@ -124,17 +124,27 @@ class HeadSpec(_Model):
 class GateSpec(_Model):
     """Gate settings (defaults from DESIGN.md); passed to ``vardax_core.gates``. Checked
     when the config is loaded: an unknown key or an invalid value is refused by name
-    before anything runs."""
+    before anything runs.
 
+    ``profile``: "release" (default) — the settings must be at least as strict as the
+    defaults, and a pass certifies the head (``gates_passed=true``, promotable);
+    "exploration" — any valid settings, the verdict is recorded under ``exploration.*``
+    tags only and never certifies or promotes (``vardax_core.gates.GateProfile``)."""
+
+    profile: Literal["release", "exploration"] = "release"
     settings: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _valid_settings(self):
-        from vardax_core.gates import GateConfig
-
-        GateConfig.from_dict(self.settings)
+        self.gate_profile()
         return self
+
+    def gate_profile(self):
+        """The typed :class:`vardax_core.gates.GateProfile` of this section."""
+        from vardax_core.gates import GateConfig, GateProfile
+
+        return GateProfile(self.profile, GateConfig.from_dict(self.settings))
 
 
 class EmulatorSpec(_Model):

@@ -53,6 +53,7 @@ class CycleSummary(BaseModel):
     store_root: str
     emulator: EmulatorStepResult | None = None
     training_pairs: str = "physics"
+    gate_profile: str = ""
 
 
 def training_pairs_source(config: PipelineConfig, emulator: EmulatorStepResult | None) -> tuple[bool, str]:
@@ -116,6 +117,7 @@ def six_step_cycle(config: PipelineConfig | None = None) -> CycleSummary:
         outcomes=outcomes, promotion=promotion, steps=steps,
         tracking_uri=config.tracking_uri(), store_root=config.resolved_store_root(), emulator=emulator,
         training_pairs=training_pairs,
+        gate_profile=f"{config.gates.gate_profile().label} ({config.gates.gate_profile().hash})",
     )
     create_markdown_artifact(key="six-step-cycle-summary", markdown=summary_markdown(summary),
                              description=f"cycle {config.name}")
@@ -126,6 +128,7 @@ def summary_markdown(s: CycleSummary) -> str:
     lines = [
         f"## Six-step cycle `{s.config}` on `{s.problem}`",
         "",
+        *([f"Gates under the `{s.gate_profile}` profile.", ""] if s.gate_profile else []),
         "| head | version | agreement | adjoint | SBC | all gates | RMSE (reference) | energy score (reference) | CRPS |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

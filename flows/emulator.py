@@ -230,7 +230,7 @@ def promote_emulator_task(config: PipelineConfig, outcome: EmulatorOutcome) -> s
     name = outcome.model.name
     previous = tracking.current_alias(client, name, tracking.CHAMPION)
     if outcome.passed and tracking.version_passed_all_gates(client, name, outcome.model.version):
-        tracking.set_champion(client, name, outcome.model.version)  # re-checks the tags
+        tracking.set_champion(client, name, outcome.model.version, head=False)  # re-checks the tags
         logger.info("champion of %s: %s -> %s", name, previous, outcome.model.version)
         return outcome.model.version
     failed = [g for g, ok in outcome.gates.items() if not ok]

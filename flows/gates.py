@@ -50,22 +50,24 @@ def run_gates_task(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) 
     from vardax_core.oracle import open_oracle
 
     logger = get_run_logger()
-    client = tracking.configure(config)
+    tracking.configure(config)
     problem = config.problem.build()
     posterior = tracking.load_posterior(model.model_uri)
-    gate_config = GateConfig.from_dict(dict(config.gates.settings))
-    logger.info("gating %s v%s (%s) against %s", model.name, model.version, model.head_name, oracle.path)
+    profile = config.gates.gate_profile()
+    gate_config = profile.config
+    logger.info("gating %s v%s (%s) against %s under the %s gate profile", model.name, model.version,
+                model.head_name, oracle.path, profile.label)
     with tracking.artifacts_tmpdir() as tmp:
         report, figures = run_gates(posterior, problem, open_oracle(oracle.path, problem), gate_config,
                                     jax.random.key(config.gates.seed), figure_dir=str(Path(tmp) / "figures"))
         stats = gate_statistics(report)
+        prefix = "gate." if profile.certifies else "exploration.gate."
         with mlflow.start_run(run_id=model.run_id):
-            mlflow.log_metrics({f"gate.{k}": v for k, v in stats.items() if v == v and abs(v) != float("inf")})
+            mlflow.log_metrics({f"{prefix}{k}": v for k, v in stats.items() if v == v and abs(v) != float("inf")})
             mlflow.log_text(report.to_json(indent=2), "gates/report.json")
             mlflow.log_artifacts(str(Path(tmp) / "figures"), "gates/figures")
         figure_names = [Path(p).name for p in figures]
     gates = {r.name: bool(r.passed) for r in report.results}
-    tracking.tag_gate_outcomes(client, model, gates)
     create_markdown_artifact(
         key=f"gates-{model.name}-v{model.version}".lower().replace("_", "-").replace(".", "-"),
         markdown=f"### {model.name} v{model.version} ({model.head_name})\n\n" + report.to_markdown(),
@@ -78,17 +80,44 @@ def run_gates_task(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) 
 
 
 def gates_key(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) -> str:
+    """The gate cache key: the version, the oracle store, the gate section, the gate
+    profile's hash and the code version (a fix to a gate invalidates cached verdicts)."""
+    from vardax_core import __version__
+
     payload = {"model": model.model_dump(mode="json", exclude={"cached"}), "oracle": oracle.hash,
-               "gates": config.gates.model_dump(mode="json")}
+               "gates": config.gates.model_dump(mode="json"), "profile": config.gates.gate_profile().hash,
+               "code_version": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def record_verdict(client: MlflowClient, config: PipelineConfig, outcome: GateOutcome, oracle: DatasetRef) -> None:
+    """Tag the version with its verdict (fresh or cached: tags are always re-applied) and,
+    when a release verdict failed, take the champion alias from it (to the best remaining
+    version with a current pass, or none), recording why."""
+    profile = config.gates.gate_profile()
+    problem_hash = config.problem.build().hash
+    reference = json.loads(outcome.report_json).get("meta", {}).get("reference", "")
+    tracking.tag_head_verdict(client, outcome.model, outcome.gates, profile, problem_hash, reference, oracle.hash)
+    if profile.certifies and not outcome.passed:
+        name, version = outcome.model.name, outcome.model.version
+        if tracking.current_alias(client, name, tracking.CHAMPION) == version:
+            failed = ", ".join(g for g, ok in outcome.gates.items() if not ok)
+            after = tracking.demote_champion(client, name, version,
+                                             f"failed a re-gate ({failed}) on oracle store {oracle.hash}", problem_hash)
+            get_run_logger().warning("champion %s of %s failed its gates (%s): champion is now %s", version, name,
+                                     failed, after)
 
 
 @flow(name="validate-gates", log_prints=True)
 def validate_gates(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) -> GateOutcome:
-    """Gate one model version; cached on (version, oracle store, gate settings) as long
-    as the version still carries its gate tags."""
+    """Gate one model version under the config's gate profile; cached on (version, oracle
+    store, gate settings, profile, code version) as long as the version still carries its
+    verdict tags. A champion whose release verdict fails loses the alias."""
     client = tracking.configure(config)
     mv = client.get_model_version(model.name, model.version)
-    valid = mv.tags.get("gates_passed") in ("true", "false")
+    prefix = "" if config.gates.gate_profile().certifies else tracking.EXPLORATION_PREFIX
+    valid = mv.tags.get(prefix + "gates_passed") in ("true", "false")
     opts = keyed_task_options(gates_key(config, model, oracle), valid)
-    return resolve(run_gates_task.with_options(**opts)(config, model, oracle, return_state=True))
+    outcome = resolve(run_gates_task.with_options(**opts)(config, model, oracle, return_state=True))
+    record_verdict(client, config, outcome, oracle)
+    return outcome

@@ -1,6 +1,8 @@
 """Step flow ``promote``: move the ``champion`` alias to the best version that passed.
 
-Only versions whose three gates passed are eligible. The quality measure is the mean
+Only versions with a current passing verdict are eligible: all three gates passed under
+the release gate profile, with this code version, on this problem (the version's
+``problem_hash`` and ``gate_problem_hash`` tags; ``flows.tracking.head_verdict_problems``). The quality measure is the mean
 **energy score** on the held-out events (``scores.energy_score`` of the gate run: proper
 for the joint posterior, lower is better; never a p-value): the eligible version with the
 lowest one is the best (versions without a score rank after those with one, then by the
@@ -54,11 +56,16 @@ def promote(config: PipelineConfig, outcomes: list[GateOutcome], force: bool = F
     client = tracking.configure(config)
     name = config.registered_model_name()
     previous = tracking.current_alias(client, name, tracking.CHAMPION)
+    problem_hash = config.problem.build().hash
     # the registry's tags are the record of truth: re-check them rather than trust inputs
-    eligible = [o for o in outcomes if o.passed and tracking.version_passed_all_gates(client, name, o.model.version)]
+    # (a current release verdict, this code version, this problem)
+    why = {o.model.version: tracking.head_verdict_problems(client.get_model_version(name, o.model.version).tags,
+                                                            problem_hash) for o in outcomes}
+    eligible = [o for o in outcomes if o.passed and not why[o.model.version]]
     if not eligible:
-        failed = {o.model.head_name: [g for g, ok in o.gates.items() if not ok] for o in outcomes}
-        reason = f"no candidate passed all gates ({failed}); champion stays at {previous}"
+        failed = {o.model.head_name: [g for g, ok in o.gates.items() if not ok] or why[o.model.version]
+                  for o in outcomes}
+        reason = f"no candidate passed all gates under the release profile ({failed}); champion stays at {previous}"
         logger.warning(reason)
         return PromotionResult(champion=previous, previous=previous, changed=False, reason=reason)
     best = min(eligible, key=rank_key)
@@ -83,7 +90,7 @@ def promote(config: PipelineConfig, outcomes: list[GateOutcome], force: bool = F
             reason += f"; at least as good as champion {previous} (energy score {inc_score:.4g})"
         else:
             reason += f"; champion {previous} has no energy score on the same oracle store to compare with"
-    tracking.set_champion(client, name, best.model.version)
+    tracking.set_champion(client, name, best.model.version, problem_hash, reason=reason)
     logger.info("champion of %s: %s -> %s (%s)", name, previous, best.model.version, reason)
     return PromotionResult(
         champion=best.model.version, previous=previous, changed=best.model.version != previous, reason=reason,

@@ -114,6 +114,10 @@ def reprocess_catalogue(
     if version is None:
         raise ValueError(f"registered model {name!r} has no champion yet: run the six-step cycle first")
     mv = client.get_model_version(name, version)
+    why = tracking.head_verdict_problems(mv.tags, config.problem.build().hash)
+    if why:
+        raise ValueError(f"champion {version} of {name!r} has no current passing verdict, so it is not reprocessed: "
+                         f"{'; '.join(why)} (re-gate it with `vardax gates --version {version}`)")
     posterior = tracking.load_posterior(mv.source)
     # refuse a mismatched or malformed catalogue before anything is written
     open_catalogue(catalogue, problem_from_config(posterior.config["problem"]))

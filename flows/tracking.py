@@ -113,6 +113,114 @@ def version_passed_all_gates(client: MlflowClient, name: str, version: str) -> b
     return client.get_model_version(name, version).tags.get("gates_passed") == "true"
 
 
+# ---- the heads' verdicts: gate profile, problem and code version ---------------------------
+
+EXPLORATION_PREFIX = "exploration."
+#: tags of a head's release verdict besides ``gate.<name>`` and ``gates_passed``
+VERDICT_TAGS = ("gate_profile", "gate_profile_version", "gate_profile_hash", "gate_settings", "gate_code_version",
+                "gate_problem_hash", "gate_reference", "gate_oracle_hash")
+
+
+def tag_head_verdict(client: MlflowClient, ref: ModelRef, gates: dict[str, bool], profile, problem_hash: str,
+                     reference: str, oracle_hash: str) -> None:
+    """Record a head's gate verdict on its model version. Under a certifying (release)
+    ``profile``: ``gate.<name>``, ``gates_passed`` and :data:`VERDICT_TAGS` (the profile,
+    its version, hash and verdict settings, the code version, the problem hash, the
+    reference and the oracle store the gates ran on). Under the exploration profile the
+    same under ``exploration.*`` only: the release verdict is never touched."""
+    from vardax_core import __version__
+    from vardax_core.gates import RELEASE_VERSION, verdict_settings_json
+
+    tags = {f"{GATE_TAG_PREFIX}{g}": "passed" if ok else "failed" for g, ok in gates.items()}
+    tags.update({
+        "gates_passed": str(all(gates.values())).lower(), "gate_profile": profile.name,
+        "gate_profile_version": str(RELEASE_VERSION), "gate_profile_hash": profile.hash,
+        "gate_settings": verdict_settings_json(profile.config), "gate_code_version": __version__,
+        "gate_problem_hash": problem_hash, "gate_reference": reference, "gate_oracle_hash": oracle_hash,
+    })
+    prefix = "" if profile.certifies else EXPLORATION_PREFIX
+    for k, v in tags.items():
+        client.set_model_version_tag(ref.name, ref.version, prefix + k, v)
+
+
+def head_verdict_problems(tags: dict[str, str], problem_hash: str | None = None) -> list[str]:
+    """Why a head version's tags are not a current passing verdict (empty when they are):
+    all three gates passed under the current release gate profile, with this code
+    version, on the problem ``problem_hash`` (the registered model's, when given)."""
+    from vardax_core import __version__
+    from vardax_core.gates import RELEASE, RELEASE_VERSION, is_current_release
+
+    why = []
+    if tags.get("gates_passed") != "true":
+        why.append(f"gates_passed is {tags.get('gates_passed', 'missing')!r}")
+    if not is_current_release(tags.get("gate_profile"), tags.get("gate_profile_version"), tags.get("gate_settings")):
+        why.append(f"its verdict is not one of the current release gate profile ({RELEASE} v{RELEASE_VERSION}): "
+                   f"profile {tags.get('gate_profile', 'missing')!r} v{tags.get('gate_profile_version', '?')}")
+    if tags.get("gate_code_version") != __version__:
+        why.append(f"it was gated by vardax_core {tags.get('gate_code_version', 'unknown')}, this is {__version__}")
+    if problem_hash is not None:
+        for key in ("problem_hash", "gate_problem_hash"):
+            if tags.get(key) != problem_hash:
+                why.append(f"its {key} {tags.get(key, 'missing')!r} is not the problem's {problem_hash!r}")
+    return why
+
+
+def champion_events(client: MlflowClient, name: str) -> list[dict]:
+    """The recorded champion events of ``name`` (newest last)."""
+    try:
+        raw = client.get_registered_model(name).tags.get("champion_events")
+    except MlflowException:
+        return []
+    return json.loads(raw) if raw else []
+
+
+def record_champion_event(client: MlflowClient, name: str, event: dict, keep: int = 20) -> None:
+    """Append ``event`` (with a UTC time) to the registered model's ``champion_events``
+    tag (the last ``keep``)."""
+    from datetime import datetime, timezone
+
+    events = champion_events(client, name) + [{"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                                **event}]
+    value = json.dumps(events[-keep:])
+    while len(value) > 4900 and len(events) > 1:  # MLflow's tag value limit
+        events = events[1:]
+        value = json.dumps(events[-keep:])
+    client.set_registered_model_tag(name, "champion_events", value)
+
+
+def best_current_version(client: MlflowClient, name: str, problem_hash: str, exclude: str | None = None) -> str | None:
+    """The version with a current passing verdict and the lowest held-out energy score
+    (``gate.scores.energy_score`` of its run; versions without one rank last, newer
+    first among equals), other than ``exclude``."""
+    try:
+        versions = client.search_model_versions(f"name='{name}' and tags.gates_passed='true'")
+    except MlflowException:
+        return None
+    ranked = []
+    for mv in versions:
+        if str(mv.version) == exclude or head_verdict_problems(mv.tags, problem_hash):
+            continue
+        score = client.get_run(mv.run_id).data.metrics.get("gate.scores.energy_score") if mv.run_id else None
+        ranked.append((score is None, score or 0.0, -int(mv.version), str(mv.version)))
+    return min(ranked)[-1] if ranked else None
+
+
+def demote_champion(client: MlflowClient, name: str, version: str, reason: str, problem_hash: str) -> str | None:
+    """If ``version`` is the champion: move the alias to the best remaining version with a
+    current passing verdict, or remove it; record the event. Returns the champion after."""
+    if current_alias(client, name, CHAMPION) != str(version):
+        return current_alias(client, name, CHAMPION)
+    successor = best_current_version(client, name, problem_hash, exclude=str(version))
+    if successor is None:
+        client.delete_registered_model_alias(name, CHAMPION)
+    else:
+        client.set_registered_model_alias(name, CHAMPION, successor)
+    client.set_model_version_tag(name, version, "demoted", reason)
+    record_champion_event(client, name, {"event": "demoted", "version": str(version), "champion": successor,
+                                         "reason": reason})
+    return successor
+
+
 def current_alias(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
@@ -120,11 +228,22 @@ def current_alias(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def set_champion(client: MlflowClient, name: str, version: str) -> None:
-    """Move ``champion`` to ``version`` — refused unless its three gates passed."""
-    if not version_passed_all_gates(client, name, version):
-        raise ValueError(f"version {version} of {name!r} has not passed all gates; champion stays")
+def set_champion(client: MlflowClient, name: str, version: str, problem_hash: str | None = None,
+                 reason: str = "", head: bool = True) -> None:
+    """Move ``champion`` to ``version`` — refused unless it has a current passing verdict
+    (a head: :func:`head_verdict_problems` on ``problem_hash``; an emulator: its gates
+    passed); the move is recorded as a champion event."""
+    if head:
+        why = head_verdict_problems(client.get_model_version(name, version).tags, problem_hash)
+    else:
+        why = [] if version_passed_all_gates(client, name, version) else ["it has not passed all gates"]
+    if why:
+        raise ValueError(f"version {version} of {name!r} cannot be champion: {'; '.join(why)}; champion stays")
+    previous = current_alias(client, name, CHAMPION)
     client.set_registered_model_alias(name, CHAMPION, version)
+    if previous != str(version):
+        record_champion_event(client, name, {"event": "promoted", "version": str(version), "previous": previous,
+                                             "reason": reason})
 
 
 def load_posterior(model_uri: str):
@@ -132,8 +251,10 @@ def load_posterior(model_uri: str):
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().posterior
 
 
-def registry_status(client: MlflowClient, name: str) -> dict:
-    """Versions with their tags and aliases, and the champion/challenger."""
+def registry_status(client: MlflowClient, name: str, problem_hash: str | None = None) -> dict:
+    """Versions with their tags and aliases, and the champion/challenger; ``current``:
+    what keeps each version's verdict from being a current pass on ``problem_hash``
+    (empty list: it is one)."""
     try:
         versions = client.search_model_versions(f"name='{name}'")
     except MlflowException:
@@ -149,6 +270,8 @@ def registry_status(client: MlflowClient, name: str) -> dict:
                 "head_type": mv.tags.get("head_type", ""),
                 "gates": {k[len(GATE_TAG_PREFIX):]: v for k, v in mv.tags.items() if k.startswith(GATE_TAG_PREFIX)},
                 "gates_passed": mv.tags.get("gates_passed", "pending"),
+                "profile": mv.tags.get("gate_profile", "-"),
+                "current": head_verdict_problems(mv.tags, problem_hash),
                 "run_id": mv.run_id,
             }
         )

@@ -68,10 +68,12 @@ from vardax_core.data import open_analyses, open_catalogue, write_catalogue  # n
 # posterior, and a deliberately undertrained copy of it (one epoch at a tiny learning
 # rate) that must not be promoted.
 #
-# Small mode trains on half the pairs for half the epochs, and gates with smaller sample
-# sizes. Such a head's gain is only accurate to about 8 % (measured; 3 % at full size),
-# so small mode also raises the adjoint threshold from 5 % to 15 % — only so that it
-# has a champion to reprocess with. Never loosen a gate to promote in production.
+# The gates run under the `release` profile (`gates.profile`, the default): settings at
+# least as strict as the defaults, the only ones whose pass certifies a head. Weaker
+# settings are refused unless the profile is `exploration`, whose verdicts are recorded
+# under `exploration.*` tags and never promote — shown below. Small mode gates 40
+# held-out events instead of 100 and compiles the gates quickly (settings that do not
+# change a verdict); the heads train as at full size.
 
 # %%
 data = load_config("smoke").model_dump(mode="json")
@@ -79,11 +81,9 @@ undertrained = {**data["heads"][0], "name": "undertrained",
                 "train": {"max_epochs": 1, "learning_rate": 1e-7, "warmup_epochs": 0, "batch_size": 128}}
 data["heads"].append(undertrained)
 if SMALL:
-    data["data"].update(n_train=10_000, n_heldout=40, chunk_size=5_000)
+    data["data"].update(n_heldout=40)
     data["oracle"].update(chunk_size=40, workers=1)
-    data["heads"][0]["train"].update(max_epochs=10, learning_rate=0.02)
-    data["gates"]["settings"] = {"fast_compile": True, "sbc_runs": 100, "sbc_bins": 10, "adjoint_events": 20,
-                                 "band_simulations": 200, "adjoint_threshold": 0.15}
+    data["gates"]["settings"] = {"fast_compile": True, "band_simulations": 200}
 config = parse_config(data)
 print(config.problem, config.data, config.gates, sep="\n")
 for head in config.heads:
@@ -93,6 +93,10 @@ print("MLflow:", config.tracking_uri(), "| registered model:", config.registered
 
 try:
     parse_config({**data, "heads": [{"name": "x", "type": "nope"}]})
+except ConfigError as err:
+    print(err)
+try:  # a weaker gate setting under the release profile
+    parse_config({**data, "gates": {"settings": {"sbc_runs": 100, "sbc_bins": 10}}})
 except ConfigError as err:
     print(err)
 
@@ -134,8 +138,11 @@ print({split: ref.cached for split, ref in simulate_pairs(config).items()})
 # The MLflow registry is the record of truth for promotion: `champion` and `challenger`
 # are aliases of versions, and each version carries its gate outcomes as tags. A new
 # candidate becomes `challenger` whatever its gates say; `champion` moves only to a
-# version whose three gates passed (step 6: every new version is re-gated, and the
-# champion stays where it is until a better one passes).
+# version with a current passing verdict — all three gates passed under the release gate
+# profile, with this code version, on this problem — and only if it is at least as good
+# as the incumbent on the held-out energy score. A champion that fails a release re-gate
+# loses the alias (to the best remaining passing version, or none), and reprocessing
+# refuses a champion without a current pass.
 
 # %%
 client = MlflowClient(tracking_uri=config.tracking_uri(), registry_uri=config.tracking_uri())
@@ -155,6 +162,21 @@ print(summary.promotion.reason)
 status = tracking.registry_status(client, name)
 for row in status["versions"]:
     print(row["version"], row["aliases"], row["head"], row["gates"], "all passed:", row["gates_passed"])
+
+# %% [markdown]
+# An exploration re-gate — smaller SBC, looser adjoint threshold, only allowed under the
+# `exploration` profile — is recorded beside the release verdict, never instead of it:
+
+# %%
+from flows.gates import validate_gates, version_ref  # noqa: E402
+
+explore = parse_config({**data, "gates": {"profile": "exploration", "seed": 0, "settings": {
+    "fast_compile": True, "sbc_runs": 100, "sbc_bins": 10, "adjoint_threshold": 0.2, "adjoint_tail": 0.5}}})
+quick = validate_gates(explore, version_ref(client, name, champion.version), summary.datasets["oracle"])
+tags = client.get_model_version(name, champion.version).tags
+print("exploration verdict:", quick.passed, "| tags:", {k: v for k, v in sorted(tags.items()) if "gates_passed" in k})
+print("release profile of the champion's verdict:", tags["gate_profile"], "v" + tags["gate_profile_version"],
+      "| code", tags["gate_code_version"], "| problem", tags["gate_problem_hash"], "| reference", tags["gate_reference"])
 
 # %% [markdown]
 # The same table from the command line (`vardax status`), here called in-process:

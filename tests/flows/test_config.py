@@ -48,6 +48,20 @@ def test_bad_configs_name_the_field(data, field):
     assert f"  {field}" in str(err.value)
 
 
+def test_release_profile_refuses_weaker_gate_settings_by_name():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"heads": [HEAD], "gates": {"settings": {"sbc_runs": 100, "sbc_bins": 10,
+                                                               "adjoint_threshold": 1.0, "adjoint_tail": 1.0}}})
+    msg = str(err.value)
+    assert "  gates" in msg and "sbc_runs 100" in msg and "adjoint_threshold 1.0" in msg and "exploration" in msg
+    lax = parse_config({"heads": [HEAD], "gates": {"profile": "exploration",
+                                                   "settings": {"sbc_runs": 100, "sbc_bins": 10}}})
+    assert not lax.gates.gate_profile().certifies
+    strict = parse_config({"heads": [HEAD], "gates": {"settings": {"sbc_runs": 2000, "adjoint_threshold": 0.03}}})
+    assert strict.gates.gate_profile().certifies
+    assert strict.gates.gate_profile().hash != parse_config({"heads": [HEAD]}).gates.gate_profile().hash
+
+
 def test_unknown_config_name():
     with pytest.raises(ConfigError, match="no config file"):
         load_config("does-not-exist")

@@ -171,6 +171,114 @@ def test_a_passing_but_worse_version_never_displaces_the_champion(first, smoke, 
         client.set_registered_model_alias(name, "champion", good.model.version)
 
 
+def _variant(config, **sections):
+    data = config.model_dump(mode="json")
+    data.update(sections)
+    return type(config).model_validate(data)
+
+
+LAX = {"profile": "exploration", "seed": 0,
+       "settings": {"sbc_runs": 100, "sbc_bins": 10, "agreement_events": 20, "adjoint_events": 20,
+                    "adjoint_threshold": 1.0, "adjoint_tail": 1.0}}
+
+
+def test_exploration_gating_never_certifies_or_promotes(first, smoke, client):
+    """Lax settings run only under the exploration profile: their verdict goes to
+    ``exploration.*`` tags, the release verdict is untouched, and no exploration pass
+    can make a version eligible or champion."""
+    from flows import tracking
+    from flows.gates import validate_gates, version_ref
+    from flows.promote import promote
+
+    name = smoke.registered_model_name()
+    by_head = {o.model.head_name: o for o in first.outcomes}
+    good, bad = by_head["gaussian-full"].model.version, by_head["undertrained"].model.version
+    lax = _variant(smoke, gates=LAX)
+    release_tags = {k: v for k, v in client.get_model_version(name, good).tags.items() if k.startswith("gate")}
+    out = validate_gates(lax, version_ref(client, name, good), first.datasets["oracle"])
+    tags = client.get_model_version(name, good).tags
+    assert tags["exploration.gates_passed"] == str(out.passed).lower()
+    assert tags["exploration.gate_profile"] == "exploration"
+    assert {k: v for k, v in tags.items() if k.startswith("gate")} == release_tags
+    assert tags["gate_profile"] == "release" and tags["gates_passed"] == "true"
+    # the undertrained version, with an exploration "pass" written into its tags, stays out
+    client.set_model_version_tag(name, bad, "exploration.gates_passed", "true")
+    passing = by_head["undertrained"].model_copy(update={"passed": True})
+    assert not promote(lax, [passing]).changed
+    # and a release tag forged onto an exploration verdict is refused by the registry check
+    client.set_model_version_tag(name, bad, "gates_passed", "true")
+    client.set_model_version_tag(name, bad, "gate_profile", "exploration")
+    try:
+        with pytest.raises(ValueError, match="release gate profile"):
+            tracking.set_champion(client, name, bad, smoke.problem.build().hash)
+        assert str(client.get_model_version_by_alias(name, "champion").version) == good
+    finally:
+        client.set_model_version_tag(name, bad, "gates_passed", "false")
+        client.set_model_version_tag(name, bad, "gate_profile", "release")
+
+
+def test_a_failed_release_regate_demotes_the_champion(first, smoke, client):
+    """Re-gated under stricter release settings (an adjoint threshold no head meets), the
+    champion fails and loses the alias — to no one, since the other version never
+    passed; the event is recorded. Re-gated under the defaults (a cached verdict, re-tagged)
+    it passes again and promotion restores it."""
+    from flows import tracking
+    from flows.gates import validate_gates, version_ref
+    from flows.promote import promote
+
+    name = smoke.registered_model_name()
+    good = next(o for o in first.outcomes if o.model.head_name == "gaussian-full")
+    v = good.model.version
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v
+    strict = _variant(smoke, gates={"profile": "release", "seed": 0, "settings": {"adjoint_threshold": 1e-9}})
+    out = validate_gates(strict, version_ref(client, name, v), first.datasets["oracle"])
+    assert not out.passed and not out.gates["adjoint_calibration"]
+    assert tracking.current_alias(client, name, "champion") is None
+    tags = client.get_model_version(name, v).tags
+    assert tags["gates_passed"] == "false" and "adjoint_calibration" in tags["demoted"]
+    event = tracking.champion_events(client, name)[-1]
+    assert event["event"] == "demoted" and event["version"] == v and event["champion"] is None
+    again = validate_gates(smoke, version_ref(client, name, v), first.datasets["oracle"])
+    assert again.passed and client.get_model_version(name, v).tags["gates_passed"] == "true"
+    assert promote(smoke, [again]).champion == v
+    assert tracking.champion_events(client, name)[-1]["event"] == "promoted"
+
+
+def test_reprocessing_refuses_a_champion_without_a_current_pass(first, smoke, client, tmp_path):
+    from flows.reprocess import reprocess_catalogue
+    from vardax_core.data import write_catalogue
+
+    name = smoke.registered_model_name()
+    v = str(client.get_model_version_by_alias(name, "champion").version)
+    catalogue = write_catalogue(smoke.problem.build(), str(tmp_path / "catalogue.zarr"), n_events=20, seed=3,
+                                chunk_size=10)
+    current = client.get_model_version(name, v).tags["gate_code_version"]
+    client.set_model_version_tag(name, v, "gate_code_version", "0.0.0-old")
+    try:
+        with pytest.raises(ValueError, match=r"no current passing verdict.*vardax_core 0\.0\.0-old"):
+            reprocess_catalogue(catalogue, smoke)
+    finally:
+        client.set_model_version_tag(name, v, "gate_code_version", current)
+    ref = reprocess_catalogue(catalogue, smoke)
+    assert ref.model_version == v and ref.n_events == 20
+
+
+def test_a_version_of_another_problem_configuration_is_refused(first, smoke, client):
+    """Same registered model (same problem name), other problem settings: the version's
+    problem hash does not match, so promotion and the registry refuse it."""
+    from flows import tracking
+    from flows.promote import promote
+
+    name = smoke.registered_model_name()
+    good = next(o for o in first.outcomes if o.model.head_name == "gaussian-full")
+    other = _variant(smoke, problem={"name": "linear_gaussian", "overrides": {"noise_std": 0.5}})
+    assert other.registered_model_name() == name and other.problem.build().hash != smoke.problem.build().hash
+    res = promote(other, [good])
+    assert not res.changed and "problem_hash" in res.reason
+    with pytest.raises(ValueError, match="problem_hash"):
+        tracking.set_champion(client, name, good.model.version, other.problem.build().hash)
+
+
 def test_rank_key_orders_by_energy_score_first():
     from flows.promote import rank_key
     from flows.refs import GateOutcome, ModelRef

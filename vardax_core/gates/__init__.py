@@ -8,8 +8,11 @@
    pooled Frobenius error with a per-event tail bound) or matrix-free by jvp/vjp probing
    and power iteration (:func:`compare_linear_operators`, shared with the emulator's
    :func:`emulator_jacobian_calibration`).
-3. :func:`sbc` — simulation-based calibration: rank uniformity per state component and
-   log q, chi^2 tests with a Holm correction.
+3. :func:`sbc` — simulation-based calibration: rank uniformity per state component, the
+   observation misfit and log q, chi^2 tests with a Holm correction.
+
+:class:`GateProfile` says which settings may certify a head: ``release`` (the defaults,
+or stricter) or ``exploration`` (anything weaker; never certifies).
 
 :func:`run_gates` runs all three with the diagnostics (coverage, TARP, z-scores,
 contraction) and figures, and returns a :class:`GateReport`. Every posterior follows
@@ -38,6 +41,14 @@ from ._config import GateConfig as GateConfig
 from ._diagnostics import sbc_diagnostics as sbc_diagnostics
 from ._figures import gate_figures as gate_figures
 from ._figures import simultaneous_ecdf_band as simultaneous_ecdf_band
+from ._profile import EXPLORATION as EXPLORATION
+from ._profile import RELEASE as RELEASE
+from ._profile import RELEASE_VERSION as RELEASE_VERSION
+from ._profile import GateProfile as GateProfile
+from ._profile import is_current_release as is_current_release
+from ._profile import release_profile as release_profile
+from ._profile import verdict_settings_json as verdict_settings_json
+from ._profile import weaker_settings as weaker_settings
 from ._report import GATE_NAMES as GATE_NAMES
 from ._report import GateReport as GateReport
 from ._report import GateResult as GateResult

@@ -58,7 +58,8 @@ class CycleSummary(BaseModel):
 
 def training_pairs_source(config: PipelineConfig, emulator: EmulatorStepResult | None) -> tuple[bool, str]:
     """Whether the heads train on pairs simulated with the cycle's emulator, and why: only
-    with ``emulator.train_pairs`` and only when the emulator passed both its gates."""
+    with ``emulator.train_pairs``, only when the emulator passed both its gates and its
+    4DVar passed step 4's gate (within 1 σ of the physics oracle on the held-out events)."""
     if not config.emulator_train_pairs():
         return False, "physics"
     if emulator is None:
@@ -68,7 +69,13 @@ def training_pairs_source(config: PipelineConfig, emulator: EmulatorStepResult |
         failed = sorted(g for g, ok in o.gates.items() if not ok)
         return False, (f"physics: {o.model.name} v{o.model.version} failed {', '.join(failed)}, "
                        "so its pairs are not used (emulator.train_pairs)")
-    return True, f"emulator: {o.model.name} v{o.model.version} (forward and Jacobian gates passed)"
+    a = emulator.agreement
+    if not a.passed:
+        return False, (f"physics: {o.model.name} v{o.model.version} passed its gates but its 4DVar failed step 4's "
+                       f"agreement with the physics oracle ({a.statistic:.3g} of events within 1 σ, threshold "
+                       f"{a.threshold:.3g}), so its pairs are not used (emulator.train_pairs)")
+    return True, (f"emulator: {o.model.name} v{o.model.version} (forward and Jacobian gates passed, its 4DVar "
+                  "agrees with the physics oracle)")
 
 
 @flow(name="six-step-cycle", log_prints=True)

@@ -174,11 +174,11 @@ def test_emulated_pairs_only_from_an_emulator_that_passed_its_gates():
     base = load_config("smoke")
     model = ModelRef(name="vardax-linear_gaussian-emulator", version="3", run_id="r", model_uri="models:/m/3",
                      head_name="emulator", head_type="conv_residual")
-    agreement = EmulatorAgreement(model=model, oracle_hash="h", passed=True, statistic=1.0, threshold=0.95,
-                                  n_events=10, statistics={}, gate_json="{}")
 
-    def step(forward, jacobian):
+    def step(forward, jacobian, agrees=True):
         gates = {"emulator_forward": forward, "emulator_jacobian": jacobian}
+        agreement = EmulatorAgreement(model=model, oracle_hash="h", passed=agrees, statistic=1.0 if agrees else 0.8,
+                                      threshold=0.95, n_events=10, statistics={}, gate_json="{}")
         return EmulatorStepResult(outcome=EmulatorOutcome(model=model, passed=forward and jacobian, gates=gates,
                                                           statistics={}, report_json="{}"), agreement=agreement)
 
@@ -186,9 +186,12 @@ def test_emulated_pairs_only_from_an_emulator_that_passed_its_gates():
     assert training_pairs_source(_with_emulator(base, {}), step(True, True)) == (False, "physics")  # flag off
     on = _with_emulator(base, {"train_pairs": True})
     use, why = training_pairs_source(on, step(True, True))
-    assert use and why == "emulator: vardax-linear_gaussian-emulator v3 (forward and Jacobian gates passed)"
+    assert use and why.startswith("emulator: vardax-linear_gaussian-emulator v3 (forward and Jacobian gates passed")
     use, why = training_pairs_source(on, step(True, False))
     assert not use and "v3 failed emulator_jacobian" in why
+    # step 4 is a gate too: an emulator whose 4DVar disagrees with the oracle feeds nothing
+    use, why = training_pairs_source(on, step(True, True, agrees=False))
+    assert not use and why.startswith("physics:") and "step 4" in why and "0.8 of events" in why
     with pytest.raises(ValueError, match="train_pairs"):
         training_pairs_source(on, None)
     with pytest.raises(ConfigError, match="train_pairs"):

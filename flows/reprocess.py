@@ -102,7 +102,7 @@ def reprocess_catalogue(
 ) -> AnalysesRef:
     """Reprocess ``catalogue`` (default ``$VARDAX_HOME/catalogues/<problem>.zarr``) with the
     champion of ``config``'s registered model (default config: ``configs/lorenz96.yaml``)."""
-    from vardax_core.data import dataset_hash, open_analyses, open_catalogue
+    from vardax_core.data import dataset_hash, open_analyses, open_catalogue, store_lock
     from vardax_core.problems import problem_from_config
 
     logger = get_run_logger()
@@ -126,17 +126,20 @@ def reprocess_catalogue(
     job = _Job(tracking_uri=config.tracking_uri(), model_uri=mv.source, model_name=name, model_version=version,
                run_id=mv.run_id, catalogue=catalogue, out_path=out, quantiles=list(quantiles),
                n_samples=n_samples, chunk_size=chunk_size, seed=seed, catalogue_hash=cat_hash).model_dump_json()
-    writer = _writer(job)
-    pending = writer.pending_chunks()
-    if not pending:
-        logger.info("catalogue %s already processed by %s v%s: %s", catalogue, name, version, out)
-    elif dask_address or workers > 1:
-        logger.info("reprocessing %d chunk(s) of %s with %s v%s on %s", len(pending), catalogue, name, version,
-                    dask_address or f"{workers} threads")
-        _analyse_chunks.with_options(task_runner=chunk_runner(workers, dask_address))(job, pending)
-    else:  # in this process, one chunk after another: bounded memory, no task overhead
-        logger.info("reprocessing %d chunk(s) of %s with %s v%s", len(pending), catalogue, name, version)
-        writer.run(progress=Progress("reprocess", f"Reprocessing {Path(catalogue).name}").update)
+    # one writer per analyses store: a second run of the same champion over the same
+    # catalogue (an overlapping nightly, a manual run) stops here, before writing
+    with store_lock(out, "analyses store"):
+        writer = _writer(job)
+        pending = writer.pending_chunks()
+        if not pending:
+            logger.info("catalogue %s already processed by %s v%s: %s", catalogue, name, version, out)
+        elif dask_address or workers > 1:
+            logger.info("reprocessing %d chunk(s) of %s with %s v%s on %s", len(pending), catalogue, name, version,
+                        dask_address or f"{workers} threads")
+            _analyse_chunks.with_options(task_runner=chunk_runner(workers, dask_address))(job, pending)
+        else:  # in this process, one chunk after another: bounded memory, no task overhead
+            logger.info("reprocessing %d chunk(s) of %s with %s v%s", len(pending), catalogue, name, version)
+            writer.run(progress=Progress("reprocess", f"Reprocessing {Path(catalogue).name}").update)
     ds = open_analyses(out)
     return AnalysesRef(path=out, hash=dataset_hash(out), n_events=int(ds.sizes["event"]), model_name=name,
                        model_version=version, catalogue_hash=cat_hash, skipped=not pending)

@@ -5,6 +5,7 @@ rerun (all steps cached), then a cycle with only a failing head (champion stays)
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -261,6 +262,29 @@ def test_reprocessing_refuses_a_champion_without_a_current_pass(first, smoke, cl
         client.set_model_version_tag(name, v, "gate_code_version", current)
     ref = reprocess_catalogue(catalogue, smoke)
     assert ref.model_version == v and ref.n_events == 20
+
+
+def test_a_second_reprocessing_run_while_one_is_active_writes_nothing(first, smoke, client, tmp_path):
+    """An active run holds the analyses store's writer lock; a second run of the same
+    champion over the same catalogue stops before writing; the first's store ends
+    complete, and a later run finds nothing to do."""
+    from flows.reprocess import analyses_path, reprocess_catalogue
+    from vardax_core.data import StoreBusy, dataset_hash, open_analyses, store_lock, write_catalogue
+
+    name = smoke.registered_model_name()
+    v = str(client.get_model_version_by_alias(name, "champion").version)
+    catalogue = write_catalogue(smoke.problem.build(), str(tmp_path / "busy.zarr"), n_events=30, seed=4,
+                                chunk_size=10)
+    out = analyses_path(smoke, catalogue, dataset_hash(catalogue), v)
+    with store_lock(out, "analyses store"):  # the active run
+        with pytest.raises(StoreBusy, match="being written by another run"):
+            reprocess_catalogue(catalogue, smoke)
+        assert not os.path.exists(out)
+    ref = reprocess_catalogue(catalogue, smoke)
+    ds = open_analyses(ref.path)
+    assert ref.path == out and ds.sizes["event"] == 30 and bool(ds["chunk_done"].all())
+    assert np.isfinite(ds["mean"].values).all()
+    assert reprocess_catalogue(catalogue, smoke).skipped
 
 
 def test_a_version_of_another_problem_configuration_is_refused(first, smoke, client):

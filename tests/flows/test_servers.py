@@ -82,4 +82,9 @@ def test_cycle_reprocess_and_deployments_against_real_servers(servers, vardax_ho
     nightly = deployments["nightly"]
     assert nightly["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
     assert nightly["work_pool_name"] == "vardax-process"
+    # never two nightly runs at once (a run due while one is active is cancelled); one cycle at a time
+    assert nightly["global_concurrency_limit"]["limit"] == 1
+    assert nightly["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    assert deployments["manual"]["global_concurrency_limit"]["limit"] == 1
+    assert deployments["manual"]["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     assert "manual" in deployments

@@ -7,6 +7,8 @@ from ._batches import split_events as split_events
 from ._catalogue import open_catalogue as open_catalogue
 from ._catalogue import write_catalogue as write_catalogue
 from ._hash import dataset_hash as dataset_hash
+from ._lock import StoreBusy as StoreBusy
+from ._lock import store_lock as store_lock
 from ._pairs import layout_sizes as layout_sizes
 from ._pairs import open_pairs as open_pairs
 from ._pairs import problem_attrs as problem_attrs

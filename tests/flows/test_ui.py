@@ -58,3 +58,61 @@ def test_ui_on_a_tracking_server_starts_nothing(launched, tmp_path, capsys):
     path.write_text(__import__("json").dumps(cfg))
     servers.ui(5000, str(path))
     assert launched == [] and "http://127.0.0.1:5999" in capsys.readouterr().out
+
+
+def _tree(root: int) -> set[int]:
+    """``root`` and every process descended from it (from ``ps``)."""
+    import subprocess
+
+    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout.split("\n")
+    children: dict[int, list[int]] = {}
+    for row in rows:
+        if row.strip():
+            pid, ppid = map(int, row.split())
+            children.setdefault(ppid, []).append(pid)
+    out, todo = set(), [root]
+    while todo:
+        p = todo.pop()
+        out.add(p)
+        todo += children.get(p, [])
+    return out
+
+
+def _running() -> set[int]:
+    import subprocess
+
+    out = subprocess.run(["ps", "-eo", "pid=,stat="], capture_output=True, text=True, check=True).stdout
+    return {int(r.split()[0]) for r in out.split("\n") if r.strip() and not r.split()[1].startswith("Z")}
+
+
+@pytest.mark.pipeline
+@pytest.mark.slow
+def test_sigterm_to_make_ui_stops_the_server_and_its_job_consumers(tmp_path):
+    """The real ``make ui`` process tree (the wrapper, ``mlflow ui``, uvicorn, MLflow's
+    job runner and its huey consumers, each server in its own process group): SIGTERM to
+    the wrapper alone leaves no process behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = servers.free_port()
+    env = {**os.environ, "VARDAX_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "flows.servers", "ui", str(port)], env=env,
+                            cwd=servers.Path(servers.__file__).resolve().parent.parent,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        servers.wait_healthy(f"http://127.0.0.1:{port}/health", 120)
+        time.sleep(3)  # the job runner starts its consumers after the server is up
+        tree = _tree(proc.pid)
+        assert len(tree) >= 3, tree  # wrapper, mlflow ui, uvicorn at least
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.time() + 30
+        while (alive := tree & _running()) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not alive, f"left running after SIGTERM: {sorted(alive)}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -15,6 +15,10 @@
                                             a synthetic catalogue from the config's problem
     vardax reprocess --catalogue PATH [--config ...] [--n-samples 0] [--dask-address tcp://…]
                                             the champion over a catalogue (analyses store)
+    vardax serve   [--port 4200]            Prefect server + deployments + worker (``make serve``)
+    vardax ui      [--port 5000] [--config ...]
+                                            the MLflow UI (``make ui``)
+    vardax --version, vardax COMMAND --help
 
 ``--config`` takes a path or the name of a file in ``configs/`` (default ``lorenz96``).
 """
@@ -26,6 +30,25 @@ import json
 import sys
 
 from .config import ConfigError, load_config
+
+
+#: every subcommand with what it does (its --help)
+COMMANDS = {
+    "cycle": "run the six-step cycle: simulate pairs, oracle, (emulator), train and gate every head, promote",
+    "simulate": "step 1: simulate the training pairs and the held-out events (Zarr stores)",
+    "oracle": "step 2: solve the held-out events by 4DVar (+ the MCMC reference posterior when configured)",
+    "train": "step 5: train the configured heads (or --head NAME) and register each as a new model version",
+    "gates": "run the three gates on a model version (default: the challenger) under the config's gate profile",
+    "promote": "gate a version (default: the challenger), then make it champion if it passed and is at least "
+               "as good as the champion",
+    "status": "show the registered model: champion, challenger, every version's gate outcomes and verdict",
+    "catalogue": "write a synthetic catalogue of events from the config's problem",
+    "reprocess": "run the champion over a catalogue into an analyses store (resumable; skipped if done)",
+    "emulator": "steps 3-4: train and gate the neural emulator (--oracle: also its 4DVar against the oracle)",
+    "serve": "start a local Prefect server with the deployments applied and a process worker (Ctrl-C stops "
+             "both)",
+    "ui": "open the MLflow UI on the config's tracking store (Ctrl-C stops it and its workers)",
+}
 
 
 def _print_status(status: dict) -> None:
@@ -49,9 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vardax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"vardax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("cycle", "simulate", "oracle", "train", "gates", "promote", "status", "catalogue", "reprocess", "emulator"):
-        p = sub.add_parser(name)
-        p.add_argument("--config", default="lorenz96", help="config path or name in configs/ (default lorenz96)")
+    for name, what in COMMANDS.items():
+        p = sub.add_parser(name, help=what, description=what)
+        if name == "serve":
+            p.add_argument("--port", type=int, default=4200, help="Prefect server port (default 4200)")
+            continue
+        p.add_argument("--config", default=None if name == "ui" else "lorenz96",
+                       help="config path or name in configs/ whose tracking store to show (default: the project's "
+                            "own MLflow store)" if name == "ui" else
+                            "config path or name in configs/ (default lorenz96)")
+        if name == "ui":
+            p.add_argument("--port", type=int, default=5000, help="MLflow UI port (default 5000)")
+            continue
         if name == "train":
             p.add_argument("--head", default=None, help="train only this head (default: all)")
         if name in ("gates", "promote"):
@@ -74,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--dask-address", default=None, help="run chunks on this Dask scheduler")
             p.add_argument("--workers", type=int, default=1, help="threads for chunks (without Dask)")
     args = parser.parse_args(argv)
+    if args.command in ("serve", "ui"):
+        from . import servers
+
+        if args.command == "serve":
+            servers.serve(args.port)
+        else:
+            servers.ui(args.port, args.config)
+        return 0
     try:
         config = load_config(args.config)
     except ConfigError as e:

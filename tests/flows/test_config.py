@@ -88,3 +88,26 @@ def test_consistency_needs_simulated_training_and_valid_settings():
     with pytest.raises(ValueError, match="n_samples"):
         HeadSpec(name="h", type="gaussian", simulate={"n_pairs": 1000, "epoch_pairs": 500},
                  consistency={"n_samples": 3})
+
+
+def test_every_cli_command_says_what_it_does(capsys):
+    from flows.cli import COMMANDS, main
+
+    assert {"serve", "ui", "cycle", "gates", "promote", "status", "reprocess"} <= set(COMMANDS)
+    for name, what in COMMANDS.items():
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert " ".join(what.split()) in out, name
+
+
+def test_cli_serve_and_ui_start_the_servers(monkeypatch):
+    from flows import cli, servers
+
+    calls = []
+    monkeypatch.setattr(servers, "serve", lambda port: calls.append(("serve", port)))
+    monkeypatch.setattr(servers, "ui", lambda port, config: calls.append(("ui", port, config)))
+    assert cli.main(["serve", "--port", "4300"]) == 0
+    assert cli.main(["ui"]) == 0 and cli.main(["ui", "--port", "5001", "--config", "smoke"]) == 0
+    assert calls == [("serve", 4300), ("ui", 5000, None), ("ui", 5001, "smoke")]

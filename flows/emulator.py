@@ -93,7 +93,7 @@ def _hash(payload: dict) -> str:
 
 def load_emulator_version(model_uri: str):
     """The ``vardax_core`` emulator inside a logged emulator pyfunc model."""
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().emulator
+    return tracking.load_model_object(model_uri)
 
 
 # ---- 1. training ---------------------------------------------------------------------------
@@ -103,15 +103,6 @@ def train_key(config: PipelineConfig) -> str:
     return _hash({"model": spec.model, "train": spec.train, "seed": spec.seed,
                   "problem": config.problem.build().hash, "registered_model": config.emulator_model_name(),
                   "tracking": config.tracking_uri()})
-
-
-def _log_pyfunc(emulator_file: str) -> str:
-    code = str(Path(__file__).with_name("_pyfunc_emulator.py"))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Tt]ype hint.*")
-        info = mlflow.pyfunc.log_model(name="model", python_model=code, artifacts={"emulator": emulator_file},
-                                       pip_requirements=tracking.PYFUNC_REQUIREMENTS)
-    return info.model_uri
 
 
 def _register(client: MlflowClient, config: PipelineConfig, model_uri: str, run_id: str, tags: dict) -> str:
@@ -136,7 +127,7 @@ def fit_emulator_task(config: PipelineConfig, key: str) -> ModelRef:
     emulator = build_emulator(problem, spec.model, jax.random.key(spec.seed))
     arch = {k: v for k, v in emulator.config.items() if k not in ("problem", "problem_hash", "state_shape")}
     progress = Progress("train-emulator", f"Training the {problem.name} emulator")
-    with mlflow.start_run(run_name=f"emulator-{problem.name}") as run:
+    with tracking.training_run(config, f"emulator-{problem.name}") as run:
         mlflow.set_tags({"kind": "emulator", "problem": problem.name, "train_key": key})
         mlflow.log_params(tracking.flat_params("", {"model": arch, "train": train_cfg.to_dict(), "seed": spec.seed,
                                                    "problem": problem.config}))
@@ -154,7 +145,7 @@ def fit_emulator_task(config: PipelineConfig, key: str) -> ModelRef:
                                 "n_train_pairs": float(history["n_train"]), "train_seconds": history["seconds"]})
             path = Path(tmp) / "emulator.vdx"
             save_emulator(str(path), emulator)
-            model_uri = _log_pyfunc(str(path))
+            model_uri = tracking.log_pyfunc("emulator", str(path), problem)
     tags = {"kind": "emulator", "head_name": EMULATOR_NAME, "head_type": emulator.config["type"],
             "problem": problem.name, "problem_hash": problem.hash, "train_key": key, "gates_passed": "pending"}
     version = _register(client, config, model_uri, run.info.run_id, tags)

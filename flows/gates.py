@@ -63,7 +63,9 @@ def run_gates_task(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) 
         stats = gate_statistics(report)
         prefix = "gate." if profile.certifies else "exploration.gate."
         with mlflow.start_run(run_id=model.run_id):
-            mlflow.log_metrics({f"{prefix}{k}": v for k, v in stats.items() if v == v and abs(v) != float("inf")})
+            # on the training run, and linked to the logged model itself (MLflow 3 model id)
+            mlflow.log_metrics({f"{prefix}{k}": v for k, v in stats.items() if v == v and abs(v) != float("inf")},
+                               model_id=tracking.model_id_of(model.model_uri))
             mlflow.log_text(report.to_json(indent=2), "gates/report.json")
             mlflow.log_artifacts(str(Path(tmp) / "figures"), "gates/figures")
         figure_names = [Path(p).name for p in figures]
@@ -90,6 +92,33 @@ def gates_key(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) -> st
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def model_card(config: PipelineConfig, outcome: GateOutcome, oracle: DatasetRef, profile, problem_hash: str) -> str:
+    """The model version's description: what it is, its release verdict with the gate
+    table, and its skill on the held-out events."""
+    from vardax_core import __version__
+    from vardax_core.gates import GateReport
+
+    m, st = outcome.model, outcome.statistics
+    report = GateReport.from_json(outcome.report_json)
+    lines = [
+        f"**{m.head_name}** ({m.head_type} head) — amortized posterior for problem `{config.problem.name}` "
+        f"(hash `{problem_hash}`), config `{config.name}`.",
+        "",
+        f"**Verdict: {'PASSED' if outcome.passed else 'FAILED'}** under the `{profile.label}` gate profile "
+        f"(hash `{profile.hash}`), vardax_core {__version__}, against oracle store `{oracle.hash}` "
+        f"(reference: {report.meta.get('reference', '?')}).",
+        "",
+        report.to_markdown(),
+    ]
+    if "scores.rmse" in st:
+        lines += ["", f"Skill on the held-out events: RMSE {st['scores.rmse']:.4g} (reference posterior mean "
+                      f"{st.get('scores.rmse_reference', float('nan')):.4g}), energy score "
+                      f"{st.get('scores.energy_score', float('nan')):.4g}, CRPS {st.get('scores.crps', float('nan')):.4g}."]
+    lines += ["", "Input: `y`, `mask` (events, T, *obs); output: `mean`, `std` (events, *state); params `n_samples`, "
+                  "`seed` (see the logged signature)."]
+    return "\n".join(lines)
+
+
 def record_verdict(client: MlflowClient, config: PipelineConfig, outcome: GateOutcome, oracle: DatasetRef) -> None:
     """Tag the version with its verdict (fresh or cached: tags are always re-applied) and,
     when a release verdict failed, take the champion alias from it (to the best remaining
@@ -98,6 +127,9 @@ def record_verdict(client: MlflowClient, config: PipelineConfig, outcome: GateOu
     problem_hash = config.problem.build().hash
     reference = json.loads(outcome.report_json).get("meta", {}).get("reference", "")
     tracking.tag_head_verdict(client, outcome.model, outcome.gates, profile, problem_hash, reference, oracle.hash)
+    if profile.certifies:
+        client.update_model_version(outcome.model.name, outcome.model.version,
+                                    description=model_card(config, outcome, oracle, profile, problem_hash))
     if profile.certifies and not outcome.passed:
         name, version = outcome.model.name, outcome.model.version
         if tracking.current_alias(client, name, tracking.CHAMPION) == version:

@@ -8,6 +8,7 @@ three gates passed and otherwise stays where it is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -24,7 +25,6 @@ from .refs import DatasetRef, ModelRef
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 GATE_TAG_PREFIX = "gate."
-PYFUNC_REQUIREMENTS = ["vardax_core"]
 
 
 def configure(config: PipelineConfig) -> MlflowClient:
@@ -42,6 +42,21 @@ def configure(config: PipelineConfig) -> MlflowClient:
             pass
     mlflow.set_experiment(name)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+#: seconds between system-metric samples (CPU, memory, disk) of training runs
+SYSTEM_METRICS_INTERVAL = 2.0
+
+
+@contextlib.contextmanager
+def training_run(config: PipelineConfig, run_name: str):
+    """An MLflow run for training: system metrics sampled every
+    :data:`SYSTEM_METRICS_INTERVAL` s, and the resolved pipeline config logged as
+    ``config/pipeline.json`` (what the run was asked to do, validated)."""
+    mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL)
+    with mlflow.start_run(run_name=run_name, log_system_metrics=True) as run:
+        mlflow.log_text(config.model_dump_json(indent=2), "config/pipeline.json")
+        yield run
 
 
 def flat_params(prefix: str, d: Any) -> dict[str, str]:
@@ -66,19 +81,96 @@ def log_dataset_input(ref: DatasetRef, context: str) -> None:
     mlflow.log_input(MetaDataset(source=source, name=ref.kind, digest=ref.hash), context=context)
 
 
-def log_pyfunc(posterior_dir: str) -> str:
-    """Log the saved posterior as a ``pyfunc`` model of the active run; returns its URI."""
+#: dependencies of vardax_core that a logged model does not need (the pipeline's)
+PIPELINE_ONLY = {"prefect", "mlflow", "fastapi", "prefect-dask", "distributed"}
+
+
+def model_requirements() -> list[str]:
+    """The pip requirements of a logged model: vardax_core's own runtime dependencies and
+    MLflow, pinned to the versions installed here (every name installable from a package
+    index; vardax_core itself travels in the model's ``code/`` folder)."""
+    import importlib.metadata as md
+    import re
+
+    names = []
+    for req in md.requires("vardax_core") or []:
+        if ";" in req:  # extras (dev, notebooks)
+            continue
+        name = re.split(r"[<>=!~ \[]", req, maxsplit=1)[0].strip()
+        if name.lower() not in PIPELINE_ONLY:
+            names.append(name)
+    return [f"{n}=={md.version(n)}" for n in names + ["mlflow"]]
+
+
+def head_signature(problem):
+    """The tensor signature of a head's ``predict``: ``y`` float64 and ``mask`` bool
+    (-1, T, *obs) in; ``mean``, ``std`` float64 (-1, *state) out; params ``n_samples``
+    and ``seed`` (integers, default 0)."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    y_shape = (-1, *problem.y_shape)
+    x_shape = (-1, *problem.state_shape)
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("float64"), y_shape, "y"), TensorSpec(np.dtype("bool"), y_shape, "mask")]),
+        outputs=Schema([TensorSpec(np.dtype("float64"), x_shape, "mean"),
+                        TensorSpec(np.dtype("float64"), x_shape, "std")]),
+        params=ParamSchema([ParamSpec("n_samples", "long", 0), ParamSpec("seed", "long", 0)]),
+    )
+
+
+def emulator_signature(problem):
+    """``x`` float64 (-1, *state) in, ``x_next`` float64 (-1, *state) out."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    shape = (-1, *problem.state_shape)
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype("float64"), shape, "x")]),
+                          outputs=Schema([TensorSpec(np.dtype("float64"), shape, "x_next")]))
+
+
+def log_pyfunc(kind: str, path: str, problem) -> str:
+    """Log a saved head (``kind="posterior"``) or emulator (``"emulator"``) as the one
+    vardax ``pyfunc`` model (``flows/_pyfunc_model.py``) of the active run, with its tensor
+    signature, an input example, pinned requirements and vardax_core in ``code/``;
+    returns its URI."""
+    import shutil
+
+    import numpy as np
+
+    import vardax_core
+
+    if kind == "posterior":
+        signature = head_signature(problem)
+        example = {"y": np.zeros((1, *problem.y_shape)), "mask": np.ones((1, *problem.y_shape), bool)}
+    elif kind == "emulator":
+        signature = emulator_signature(problem)
+        example = {"x": np.asarray(problem.prior.mean, np.float64)[None]}
+    else:
+        raise ValueError(f"`kind` must be 'posterior' or 'emulator', got {kind!r}")
     code = str(Path(__file__).with_name("_pyfunc_model.py"))
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        package = Path(tmp) / "vardax_core"
+        shutil.copytree(Path(vardax_core.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
         # the predict input is a dict of arrays, which MLflow's type-hint schemas cannot describe
         warnings.filterwarnings("ignore", message=".*[Tt]ype hint.*")
         info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=code,
-            artifacts={"posterior": posterior_dir},
-            pip_requirements=PYFUNC_REQUIREMENTS,
+            name="model", python_model=code, artifacts={kind: path}, signature=signature, input_example=example,
+            pip_requirements=model_requirements(), code_paths=[str(package)],
         )
     return info.model_uri
+
+
+def load_model_object(model_uri: str):
+    """The vardax_core object (posterior or emulator) inside a logged vardax pyfunc model."""
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().obj
+
+
+def model_id_of(model_uri: str) -> str | None:
+    """The MLflow 3 logged-model id of a ``models:/m-…`` URI (None for other URIs)."""
+    return model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
 
 
 def register_version(client: MlflowClient, config: PipelineConfig, model_uri: str, run_id: str, tags: dict[str, str]) -> str:
@@ -97,7 +189,7 @@ def register_model_version(client: MlflowClient, name: str, description: str, mo
         pass  # exists
     # MLflow 3 logs models as `models:/<model_id>`; a tracking server accepts that source
     # only together with the model id (a local store infers it)
-    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    model_id = model_id_of(model_uri)
     mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
     return str(mv.version)
@@ -248,7 +340,7 @@ def set_champion(client: MlflowClient, name: str, version: str, problem_hash: st
 
 def load_posterior(model_uri: str):
     """The vardax_core posterior inside a logged pyfunc model."""
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().posterior
+    return load_model_object(model_uri)
 
 
 def registry_status(client: MlflowClient, name: str, problem_hash: str | None = None) -> dict:

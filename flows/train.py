@@ -64,7 +64,7 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
     cfg = model_config(head)
     provenance = pairs_provenance(pairs) if head.simulate is None else {"pairs_forward": "physics",
                                                                        "pairs_source": "simulated on the fly"}
-    with mlflow.start_run(run_name=f"{head.name}") as run:
+    with tracking.training_run(config, head.name) as run:
         mlflow.set_tags({"head_name": head.name, "head_type": head.type, "problem": problem.name, "train_key": key,
                          **provenance})
         mlflow.log_params(tracking.flat_params("", {"model": cfg, "train": head.train, "seed": head.seed,
@@ -99,7 +99,7 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
                                                    **common)
             path = Path(tmp) / "posterior.vdx"
             save_posterior(str(path), posterior)
-            model_uri = tracking.log_pyfunc(str(path))
+            model_uri = tracking.log_pyfunc("posterior", str(path), problem)
     tags = {
         "head_name": head.name, "head_type": head.type, "problem": problem.name, "problem_hash": problem.hash,
         "pairs_hash": pairs.hash if head.simulate is None else "simulated", "oracle_hash": oracle.hash,

@@ -95,6 +95,15 @@ def test_runs_have_params_metrics_lineage_and_artifacts(first, client):
     # the smoke config stores the MCMC reference posterior: the gates say they used it
     assert report["meta"]["reference"] == "MCMCReference" and report["meta"]["agreement_reference"] == "mcmc"
     assert report["meta"]["adjoint_statistic"] == "frobenius"
+    # the resolved config, system metrics, the gate metrics linked to the logged model, the card
+    cfg = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/pipeline.json"))
+    assert cfg["name"] == "smoke" and cfg["gates"]["profile"] == "release"
+    assert any(k.startswith("system/") for k in run.data.metrics), sorted(run.data.metrics)
+    model_id = good.model.model_uri.removeprefix("models:/")
+    linked = {m.key for m in client.get_logged_model(model_id).metrics or []}
+    assert "gate.posterior_agreement.statistic" in linked
+    card = client.get_model_version(good.model.name, good.model.version).description
+    assert "**Verdict: PASSED** under the `release@v2` gate profile" in card and "posterior_agreement" in card
 
 
 def test_champion_pyfunc_in_a_fresh_process_reproduces_predictions(first, smoke, tmp_path):
@@ -114,6 +123,17 @@ def test_champion_pyfunc_in_a_fresh_process_reproduces_predictions(first, smoke,
         obs = np.load({str(tmp_path / 'obs.npz')!r})
         out = model.predict({{"y": obs["y"], "mask": obs["mask"]}})
         np.savez({str(tmp_path / 'out.npz')!r}, **out)
+        # the logged signature is enforced: float32 observations are refused before predict
+        try:
+            model.predict({{"y": obs["y"].astype(np.float32), "mask": obs["mask"]}})
+            raise SystemExit("float32 y was accepted")
+        except mlflow.exceptions.MlflowException as e:
+            assert "float" in str(e) and "y" in str(e), e
+        drawn = model.predict({{"y": obs["y"], "mask": obs["mask"]}}, params={{"n_samples": 3, "seed": 1}})
+        assert drawn["samples"].shape == (16, 3) + out["mean"].shape[1:], drawn["samples"].shape
+        import vardax_core, os
+        # vardax_core came from the model's own code/ folder, not the project checkout
+        assert os.sep + "code" + os.sep in vardax_core.__file__, vardax_core.__file__
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
@@ -123,6 +143,16 @@ def test_champion_pyfunc_in_a_fresh_process_reproduces_predictions(first, smoke,
     local = load_posterior(champion.source).posterior(y, mask)
     np.testing.assert_array_equal(out["mean"], np.asarray(local.mean))
     np.testing.assert_array_equal(out["std"], np.asarray(local.std))
+    # the model's environment names only installable, pinned packages (no 'vardax_core')
+    import importlib.metadata as md
+
+    reqs = open(mlflow.pyfunc.get_model_dependencies(f"models:/{name}@champion")).read().split()
+    pins = dict(r.split("==") for r in reqs if "==" in r)
+    assert "vardax_core" not in pins and {"jax", "equinox", "numpy", "mlflow"} <= set(pins)
+    assert all(md.version(p) == v for p, v in pins.items())
+    info = mlflow.models.get_model_info(f"models:/{name}@champion")
+    assert [s.name for s in info.signature.inputs.inputs] == ["y", "mask"]
+    assert {p.name for p in info.signature.params.params} == {"n_samples", "seed"}
 
 
 def test_rerun_hits_the_caches(first, smoke, client):

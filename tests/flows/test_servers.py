@@ -71,6 +71,7 @@ def test_cycle_reprocess_and_deployments_against_real_servers(servers, vardax_ho
     mv = _get(f"{servers['mlflow']}/api/2.0/mlflow/registered-models/alias?{q}")["model_version"]
     assert mv["version"] == summary.promotion.champion
     assert {t["key"]: t["value"] for t in mv["tags"]}["gates_passed"] == "true"
+    assert "**Verdict: PASSED**" in mv["description"]  # the model card, as the MLflow UI shows it
 
     # Prefect REST: the flow runs of this session and the scheduled deployment
     runs = _post(f"{servers['prefect']}/flow_runs/filter", {"limit": 200})

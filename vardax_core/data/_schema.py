@@ -30,9 +30,17 @@ class VariableSpec:
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSchema:
+    """A store's variables; ``attrs`` maps a variable name to its CF-style attributes
+    (``long_name``, ``units``, ``description``), written on the Zarr array at creation."""
+
     name: str
     variables: tuple[VariableSpec, ...]
     version: int = SCHEMA_VERSION
+    attrs: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+    def variable_attrs(self, name: str) -> dict:
+        """The CF-style attributes of variable ``name`` (a ``long_name`` at least)."""
+        return {"long_name": name.replace("_", " "), **COMMON_ATTRS.get(name, {}), **self.attrs.get(name, {})}
 
     def variable(self, name: str) -> VariableSpec:
         for v in self.variables:
@@ -64,6 +72,26 @@ def resolve_dims(dims: tuple[str, ...], sizes: dict[str, tuple[int, ...]]) -> tu
     return tuple(names), tuple(lens)
 
 
+def cf(long_name: str, description: str, units: str | None = None) -> dict:
+    """CF-style attributes. The problems are non-dimensional: model quantities have units
+    "1"; flags and counts carry none."""
+    return {"long_name": long_name, "description": description, **({"units": units} if units else {})}
+
+
+#: attributes of variables with the same meaning in every store (and the store's own)
+COMMON_ATTRS = {
+    "x": cf("initial state x0", "the window's initial state, drawn from the prior", "1"),
+    "x_true": cf("true initial state", "the simulated truth x0 of the event (synthetic events only)", "1"),
+    "y": cf("observations", "observed values y_t = H(M_t(x0)) + noise at the window's observation times; "
+            "missing positions hold a fill value and mask False", "1"),
+    "mask": cf("observation mask", "True where y holds an observation"),
+    "event": cf("event index", "position of the event in the store"),
+    "chunk_done": cf("chunk written", "True once the event chunk's data is stored (resumable writes)"),
+    "time": cf("observation time", "observation times of the window", "1"),
+    "quantile": cf("quantile level", "probability level of each stored quantile"),
+}
+
+
 PAIRS = DatasetSchema(
     name="pairs",
     variables=(
@@ -91,4 +119,11 @@ ANALYSES = DatasetSchema(
         VariableSpec("quantiles", ("event", "quantile", "*state"), "float64", np.nan),
         VariableSpec("samples", ("event", "sample", "*state"), "float32", np.nan, required=False),
     ),
+    attrs={
+        "mean": cf("posterior mean of x0", "the amortized posterior's mean of the initial state given y", "1"),
+        "std": cf("posterior standard deviation of x0", "marginal standard deviations of the amortized posterior",
+                  "1"),
+        "quantiles": cf("posterior quantiles of x0", "marginal quantiles at the `quantile` levels", "1"),
+        "samples": cf("posterior draws of x0", "independent draws of the amortized posterior", "1"),
+    },
 )

@@ -15,6 +15,7 @@ import asyncio
 import datetime
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -136,29 +137,39 @@ class ChunkedStore:
 
     def _create(self) -> zarr.Group:
         group = zarr.open_group(store=self.path, mode="w")
+        attrs = self.schema.variable_attrs
         for spec in self.specs:
             dims, lens = resolve_dims(spec.dims, self.sizes)
             shape = (self.n_events, *lens[1:])
             chunks = (self.chunk_size, *lens[1:])
             group.create_array(
-                spec.name, shape=shape, chunks=chunks, dtype=spec.dtype,
+                spec.name, shape=shape, chunks=chunks, dtype=spec.dtype, attributes=attrs(spec.name),
                 fill_value=spec.fill_value, dimension_names=dims, compressors=_compressors(),
             )
         group.create_array(
-            "event", shape=(self.n_events,), chunks=(self.chunk_size,), dtype="int64",
+            "event", shape=(self.n_events,), chunks=(self.chunk_size,), dtype="int64", attributes=attrs("event"),
             fill_value=-1, dimension_names=("event",),
         )
         for name, (dim, values) in self.coords.items():
             values = np.asarray(values)
-            arr = group.create_array(name, shape=values.shape, dtype=values.dtype, dimension_names=(dim,))
+            arr = group.create_array(name, shape=values.shape, dtype=values.dtype, dimension_names=(dim,),
+                                     attributes=attrs(name))
             arr[...] = values
         group.create_array(
-            "chunk_done", shape=(self.n_chunks,), chunks=(1,), dtype="bool",
+            "chunk_done", shape=(self.n_chunks,), chunks=(1,), dtype="bool", attributes=attrs("chunk_done"),
             fill_value=False, dimension_names=("chunk",),
         )
         # one metadata write (``attrs.update`` rewrites the group's zarr.json once per key)
         group.update_attributes({**self.attrs, "created": datetime.datetime.now(datetime.UTC).isoformat()})
-        return group
+        # Consolidated metadata (the group's zarr.json lists every array's), so that a plain
+        # ``xr.open_zarr`` opens the store in one read and without a warning. Safe here: no
+        # metadata changes after creation — data and chunk_done flags are chunk writes.
+        # zarr warns that consolidation is not (yet) in the Zarr v3 specification; xarray and
+        # zarr-python read it, and a reader without it falls back to the arrays' own metadata.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+            zarr.consolidate_metadata(self.path)
+        return zarr.open_group(store=self.path, mode="r+")
 
     # ---- progress -----------------------------------------------------------------
     def done(self) -> np.ndarray:

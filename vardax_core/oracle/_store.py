@@ -39,6 +39,7 @@ import xarray as xr
 from .._version import __version__
 from ..data import ChunkedStore, DatasetSchema, VariableSpec, dataset_hash, layout_sizes, open_pairs, open_store
 from ..data import problem_attrs, time_coord
+from ..data._schema import cf
 from ..problems import Problem
 from ._base import AbstractFourDVar
 from ._laplace import _resolve_method, laplace_posterior
@@ -81,6 +82,32 @@ ORACLE = DatasetSchema(
             ("ref_jacobian_var", ("event", "*state", "time", "*obs"), "float64", np.nan),
         )),
     ),
+    attrs={
+        "source_event": cf("source event", "index of the event in the held-out pairs store"),
+        "mean": cf("4DVar analysis x*", "minimiser of the strong-constraint 4DVar cost (the MAP)", "1"),
+        "std": cf("Laplace standard deviation", "marginal std of the Laplace posterior N(x*, P) at the MAP", "1"),
+        "cov_chol": cf("Laplace covariance factor", "lower Cholesky factor L of the Laplace covariance P = L Lᵀ",
+                       "1"),
+        "cost": cf("4DVar cost at x*", "J(x*) = background + observation misfit (negative log posterior + const)"),
+        "grad_norm": cf("gradient norm at x*", "‖∇J(x*)‖ at the end of the solve"),
+        "iterations": cf("solver iterations", "iterations the 4DVar solver ran"),
+        "converged": cf("converged", "True when the solve met its gradient tolerance"),
+        "reason": cf("stop reason", "solver stop code (see vardax_core.oracle)"),
+        "fallback": cf("fallback used", "True when the fallback solver produced x*"),
+        "ref_mean": cf("reference posterior mean", "mean of the MCMC reference draws", "1"),
+        "ref_std": cf("reference posterior std", "marginal std of the MCMC reference draws", "1"),
+        "ref_mcse": cf("Monte-Carlo standard error of ref_mean", "from the chains' effective sample size", "1"),
+        "ref_draws": cf("reference posterior draws", "thinned MCMC draws of the exact posterior", "1"),
+        "ref_rhat": cf("split R-hat", "largest split R-hat over state components (mixing)"),
+        "ref_ess": cf("effective sample size", "smallest effective sample size over state components"),
+        "ref_acceptance": cf("acceptance rate", "mean HMC acceptance probability"),
+        "ref_divergences": cf("divergences", "divergent HMC transitions"),
+        "ref_mixed": cf("chains mixed", "R-hat and ESS within bounds and no divergence; other events are never used"),
+        "ref_laplace_shift": cf("Laplace mean shift", "max_i |ref_mean − x*|_i / ref_std_i"),
+        "ref_laplace_ok": cf("Laplace holds", "ref_laplace_shift and every Laplace/reference std ratio within tolerance"),
+        "ref_jacobian": cf("posterior-mean Jacobian", "∂E[x0|y]/∂y = Cov(x0, G(x0) | y) R⁻¹ from the draws", "1"),
+        "ref_jacobian_var": cf("Monte-Carlo variance of ref_jacobian", "between-chain variance per entry", "1"),
+    },
 )
 
 #: The reference-posterior variables written when the writer has a ``reference`` config

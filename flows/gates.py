@@ -126,18 +126,19 @@ def record_verdict(client: MlflowClient, config: PipelineConfig, outcome: GateOu
     profile = config.gates.gate_profile()
     problem_hash = config.problem.build().hash
     reference = json.loads(outcome.report_json).get("meta", {}).get("reference", "")
+    name, version = outcome.model.name, outcome.model.version
+    # a failing champion loses the alias *before* its failing tags are written: a crash in
+    # between never leaves a champion without a current passing verdict
+    if profile.certifies and not outcome.passed and tracking.current_alias(client, name, tracking.CHAMPION) == version:
+        failed = ", ".join(g for g, ok in outcome.gates.items() if not ok)
+        after = tracking.demote_champion(client, name, version,
+                                         f"failed a re-gate ({failed}) on oracle store {oracle.hash}", problem_hash)
+        get_run_logger().warning("champion %s of %s failed its gates (%s): champion is now %s", version, name,
+                                 failed, after)
     tracking.tag_head_verdict(client, outcome.model, outcome.gates, profile, problem_hash, reference, oracle.hash)
     if profile.certifies:
-        client.update_model_version(outcome.model.name, outcome.model.version,
-                                    description=model_card(config, outcome, oracle, profile, problem_hash))
-    if profile.certifies and not outcome.passed:
-        name, version = outcome.model.name, outcome.model.version
-        if tracking.current_alias(client, name, tracking.CHAMPION) == version:
-            failed = ", ".join(g for g, ok in outcome.gates.items() if not ok)
-            after = tracking.demote_champion(client, name, version,
-                                             f"failed a re-gate ({failed}) on oracle store {oracle.hash}", problem_hash)
-            get_run_logger().warning("champion %s of %s failed its gates (%s): champion is now %s", version, name,
-                                     failed, after)
+        client.update_model_version(name, version, description=model_card(config, outcome, oracle, profile,
+                                                                           problem_hash))
 
 
 @flow(name="validate-gates", log_prints=True)

@@ -274,6 +274,25 @@ def test_a_failed_release_regate_demotes_the_champion(first, smoke, client):
     assert promote(smoke, [again]).champion == v
     assert tracking.champion_events(client, name)[-1]["event"] == "promoted"
 
+    # a crash while the failing verdict is being written (here: at its first tag) finds the
+    # alias already gone — never a champion whose tags say it failed
+    from flows.gates import record_verdict
+
+    real = client.set_model_version_tag
+
+    def crash(*a, **k):
+        raise RuntimeError("killed")
+
+    client.set_model_version_tag = crash
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            record_verdict(client, strict, out, first.datasets["oracle"])
+    finally:
+        client.set_model_version_tag = real
+    assert tracking.current_alias(client, name, "champion") is None
+    assert client.get_model_version(name, v).tags["gates_passed"] == "true"  # the interrupted write never landed
+    assert promote(smoke, [again]).champion == v
+
 
 def test_reprocessing_refuses_a_champion_without_a_current_pass(first, smoke, client, tmp_path):
     from flows.reprocess import reprocess_catalogue

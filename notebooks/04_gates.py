@@ -27,8 +27,11 @@
 #    passes when the pooled relative Frobenius error over events is < 0.05 and every
 #    event's is < 0.25.
 # 3. **Simulation-based calibration (SBC)**: draw x ~ p(x), simulate y, draw L samples
-#    from q(· | y) and record the rank of the truth among them, for every state component
-#    and for log q. If q is the true posterior the ranks are uniform on {0, …, L}; a χ²
+#    from q(· | y) and record the rank of the truth among them, for every state component,
+#    for the observation misfit ½‖m ⊙ (y − H M(x))‖²_{R⁻¹} (a joint statistic that sees
+#    dropped correlations) and for log q. If q is the true posterior the ranks are uniform
+#    on {0, …, L} — for any function of (x, y), since truth and draws are exchangeable
+#    given y; a χ²
 #    test per statistic, Holm-corrected across statistics, passes when the smallest
 #    adjusted p-value is > 0.01.
 #

@@ -288,6 +288,41 @@ def _format(err: ValidationError) -> str:
     return "invalid pipeline config:\n" + "\n".join(lines)
 
 
+def named_configs() -> tuple[str, ...]:
+    """The names of the configs in ``configs/`` (``lorenz96``, ``smoke``, …)."""
+    return tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+
+
+#: a named config, as a type: Prefect's run form shows it as a drop-down list
+ConfigName = Literal[named_configs()]  # type: ignore[valid-type]
+
+
+def with_overrides(config: PipelineConfig, overrides: dict[str, Any] | None) -> PipelineConfig:
+    """``config`` with a few fields set by dotted path — ``{"data.n_train": 5000,
+    "heads.0.train.max_epochs": 5, "gates.seed": 1}`` — and validated again as a whole.
+    Every segment but the last must exist (list entries by index); a wrong path or an
+    invalid value raises :class:`ConfigError` naming it."""
+    data = config.model_dump(mode="json")
+    for path, value in (overrides or {}).items():
+        keys = str(path).split(".")
+        node = data
+        for i, k in enumerate(keys[:-1]):
+            if isinstance(node, list) and k.isdigit() and int(k) < len(node):
+                node = node[int(k)]
+            elif isinstance(node, dict) and isinstance(node.get(k), (dict, list)):
+                node = node[k]
+            else:
+                raise ConfigError(f"override {path!r}: no section {'.'.join(keys[:i + 1])!r} in config {config.name!r}")
+        last = keys[-1]
+        if isinstance(node, list):
+            if not (last.isdigit() and int(last) < len(node)):
+                raise ConfigError(f"override {path!r}: {'.'.join(keys[:-1])!r} has {len(node)} entries")
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return parse_config(data)
+
+
 def parse_config(data: dict) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(data)

@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
-from .config import PipelineConfig, load_config, vardax_home
+from .config import ConfigName, PipelineConfig, load_config, vardax_home, with_overrides
 from .emulator import EmulatorAgreement, EmulatorOutcome, emulator_oracle, simulate_emulator_pairs, train_emulator
 from .gates import validate_gates
 from .oracle import oracle_solve
@@ -76,6 +76,15 @@ def training_pairs_source(config: PipelineConfig, emulator: EmulatorStepResult |
                        f"{a.threshold:.3g}), so its pairs are not used (emulator.train_pairs)")
     return True, (f"emulator: {o.model.name} v{o.model.version} (forward and Jacobian gates passed, its 4DVar "
                   "agrees with the physics oracle)")
+
+
+@flow(name="six-step-cycle-named", log_prints=True)
+def named_cycle(config: ConfigName = "lorenz96", overrides: dict[str, Any] | None = None) -> CycleSummary:
+    """The six-step cycle on a named config of ``configs/`` (a list in the run form) with
+    a few fields overridden by dotted path, e.g. ``{"data.n_train": 5000,
+    "heads.0.simulate.n_pairs": 200000}`` — validated before anything runs. The
+    ``six-step-cycle/manual`` deployment's entry point."""
+    return six_step_cycle(with_overrides(load_config(config), overrides))
 
 
 @flow(name="six-step-cycle", log_prints=True)

@@ -111,3 +111,35 @@ def test_cli_serve_and_ui_start_the_servers(monkeypatch):
     assert cli.main(["serve", "--port", "4300"]) == 0
     assert cli.main(["ui"]) == 0 and cli.main(["ui", "--port", "5001", "--config", "smoke"]) == 0
     assert calls == [("serve", 4300), ("ui", 5000, None), ("ui", 5001, "smoke")]
+
+
+def test_overrides_by_dotted_path_are_validated_and_named():
+    from flows.config import with_overrides
+
+    base = load_config("smoke")
+    cfg = with_overrides(base, {"data.n_train": 500, "heads.0.train.max_epochs": 2, "gates.seed": 3})
+    assert cfg.data.n_train == 500 and cfg.heads[0].train["max_epochs"] == 2 and cfg.gates.seed == 3
+    assert with_overrides(base, None) == base
+    with pytest.raises(ConfigError, match="no section 'heads.4'"):
+        with_overrides(base, {"heads.4.train.max_epochs": 2})
+    with pytest.raises(ConfigError, match="data.n_train"):
+        with_overrides(base, {"data.n_train": -1})
+    with pytest.raises(ConfigError, match="surprise"):
+        with_overrides(base, {"data.surprise": 1})
+    with pytest.raises(ConfigError, match="sbc_runs 100"):  # the release profile still holds
+        with_overrides(base, {"gates.settings": {"sbc_runs": 100, "sbc_bins": 10}})
+
+
+def test_the_manual_run_form_lists_the_named_configs():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.config import named_configs
+    from flows.cycle import named_cycle
+
+    assert {"lorenz96", "lorenz96-gappy", "smoke"} <= set(named_configs())
+    schema = parameter_schema(named_cycle.fn).model_dump()
+    prop = schema["properties"]["config"]
+    choices = prop.get("enum") or schema.get("definitions", {}).get(prop.get("$ref", "#/x/none").split("/")[-1],
+                                                                    {}).get("enum")
+    assert choices == list(named_configs()) and prop["default"] == "lorenz96"
+    assert "overrides" in schema["properties"]

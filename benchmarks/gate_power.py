@@ -190,17 +190,22 @@ def _reference_runs(problem, pool: int, quick: bool):
                 t_oracle=t_oracle, t_reference=t_a)
 
 
+def _thin(draws, n_draws: int):
+    """L evenly spaced draws of each run's (N, K, n) → (N, L, n)."""
+    return draws[:, np.linspace(0, draws.shape[1] - 1, n_draws).round().astype(int)]
+
+
 def _sbc_from_draws(truth, draws, n_draws: int, key, misfit, log_q=None) -> SBCSimulation:
     """An SBC simulation from given draws (N, K, n) ≥ L of each run's truth (N, n):
-    ranks of the truth among L evenly spaced draws, ties broken at random, for every
-    component and the observation misfit (``misfit``: x (N, …, n) ↦ (N, …)); with
-    ``log_q`` (the same signature) log q is ranked too, as the gate does."""
+    ranks of the truth among L evenly spaced draws (:func:`_thin`), ties broken at random,
+    for every component and the observation misfit (``misfit``: the (N, L) misfits of
+    those draws and the (N,) misfits of the truths); with ``log_q`` (x (N, …, n) ↦ log
+    density (N, …)) log q is ranked too, as the gate does."""
     N, K, n = draws.shape
-    idx = np.linspace(0, K - 1, n_draws).round().astype(int)
-    d = draws[:, idx]
+    d = _thin(draws, n_draws)
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
-    d = np.concatenate([d, misfit(d)[..., None]], axis=-1)
-    t = np.concatenate([truth, misfit(truth[:, None])], axis=-1)
+    d = np.concatenate([d, misfit[0][..., None]], axis=-1)
+    t = np.concatenate([truth, misfit[1][:, None]], axis=-1)
     if log_q is not None:
         d = np.concatenate([d, log_q(d[..., :n])[..., None]], axis=-1)
         t = np.concatenate([t, log_q(truth[:, None])], axis=-1)
@@ -238,8 +243,8 @@ def run_lorenz96(args, config: GateConfig, rec: Record):
 
     misfit_one = jax.jit(jax.vmap(jax.vmap(problem.obs_misfit, (0, None, None)), (0, 0, 0)))
 
-    def misfit(x, sel):
-        return np.asarray(misfit_one(jnp.asarray(x), jnp.asarray(runs["y"][sel]), jnp.asarray(runs["mask"][sel])))
+    def misfit(x):  # (E, L, n) over the whole pool → (E, L)
+        return np.asarray(misfit_one(jnp.asarray(x), jnp.asarray(runs["y"]), jnp.asarray(runs["mask"])))
 
     def log_q_diag(x, sel):
         z = (x - mean_b[sel][:, None]) / std_b[sel][:, None]
@@ -264,6 +269,10 @@ def run_lorenz96(args, config: GateConfig, rec: Record):
         raise SystemExit(f"only {usable.size} pool events mixed in both MCMC runs: too few for the gates")
     bins = next(b for b in (config.sbc_bins, 10, 5, 4, 2) if (config.sbc_draws + 1) % b == 0 and n_sbc / b >= 5)
     sbc_config = config.replace(sbc_runs=n_sbc, sbc_bins=bins)
+    # the observation misfits of every candidate's thinned draws and of the truths, once
+    # for the pool (seeds only select pool events)
+    misfit_truth = misfit(truth[:, None])[:, 0]
+    misfits = {name: misfit(_thin(c[3], config.sbc_draws)) for name, _, c in cands}
     passes = {name: [] for name, _, _ in cands}
     stats = {name: [] for name, _, _ in cands}
     z_rms = {}
@@ -277,7 +286,7 @@ def run_lorenz96(args, config: GateConfig, rec: Record):
             adj = jacobian_gate("adjoint_calibration", comp, config, "MCMCReference")
             log_q = (lambda x, f=density[0], s=sel_sbc: f(x, s)) if density else None
             sim = _sbc_from_draws(truth[sel_sbc], draws[sel_sbc], config.sbc_draws, jax.random.key(seed),
-                                  lambda x, s=sel_sbc: misfit(x, s), log_q)
+                                  (misfits[name][sel_sbc], misfit_truth[sel_sbc]), log_q)
             sb = sbc_gate(sim, sbc_config)
             passes[name].append((agree.passed, adj.passed, sb.passed))
             stats[name].append((agree.statistic, adj.statistic, sb.statistic))

@@ -83,12 +83,14 @@ def run_gates_task(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) 
 
 def gates_key(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) -> str:
     """The gate cache key: the version, the oracle store, the gate section, the gate
-    profile's hash and the code version (a fix to a gate invalidates cached verdicts)."""
+    profile's hash, the code version and the hash of the gates' source (any change to a
+    gate's code re-gates instead of reusing a cached verdict)."""
     from vardax_core import __version__
+    from vardax_core.gates import gates_source_hash
 
     payload = {"model": model.model_dump(mode="json", exclude={"cached"}), "oracle": oracle.hash,
                "gates": config.gates.model_dump(mode="json"), "profile": config.gates.gate_profile().hash,
-               "code_version": __version__}
+               "code_version": __version__, "gates_source": gates_source_hash()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 

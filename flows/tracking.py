@@ -210,7 +210,7 @@ def version_passed_all_gates(client: MlflowClient, name: str, version: str) -> b
 EXPLORATION_PREFIX = "exploration."
 #: tags of a head's release verdict besides ``gate.<name>`` and ``gates_passed``
 VERDICT_TAGS = ("gate_profile", "gate_profile_version", "gate_profile_hash", "gate_settings", "gate_code_version",
-                "gate_problem_hash", "gate_reference", "gate_oracle_hash")
+                "gate_problem_hash", "gate_reference", "gate_oracle_hash", "gate_source_hash")
 
 
 def tag_head_verdict(client: MlflowClient, ref: ModelRef, gates: dict[str, bool], profile, problem_hash: str,
@@ -221,7 +221,7 @@ def tag_head_verdict(client: MlflowClient, ref: ModelRef, gates: dict[str, bool]
     reference and the oracle store the gates ran on). Under the exploration profile the
     same under ``exploration.*`` only: the release verdict is never touched."""
     from vardax_core import __version__
-    from vardax_core.gates import RELEASE_VERSION, verdict_settings_json
+    from vardax_core.gates import RELEASE_VERSION, gates_source_hash, verdict_settings_json
 
     tags = {f"{GATE_TAG_PREFIX}{g}": "passed" if ok else "failed" for g, ok in gates.items()}
     tags.update({
@@ -229,6 +229,7 @@ def tag_head_verdict(client: MlflowClient, ref: ModelRef, gates: dict[str, bool]
         "gate_profile_version": str(RELEASE_VERSION), "gate_profile_hash": profile.hash,
         "gate_settings": verdict_settings_json(profile.config), "gate_code_version": __version__,
         "gate_problem_hash": problem_hash, "gate_reference": reference, "gate_oracle_hash": oracle_hash,
+        "gate_source_hash": gates_source_hash(),
     })
     prefix = "" if profile.certifies else EXPLORATION_PREFIX
     for k, v in tags.items():

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from flows.config import load_config
 from flows.cycle import six_step_cycle
+from vardax_core.gates import gates_source_hash
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
@@ -60,6 +61,7 @@ def test_cycle_registers_tags_and_promotes_only_the_passing_head(first, client, 
         assert tags["pairs_hash"] == first.datasets["pairs-train"].hash
         assert tags["oracle_hash"] == first.datasets["oracle"].hash
         assert tags["gates_passed"] == str(o.passed).lower()
+        assert tags["gate_profile"] == "release" and tags["gate_source_hash"] == gates_source_hash()
         for g in ("posterior_agreement", "adjoint_calibration", "sbc"):
             assert tags[f"gate.{g}"] == ("passed" if o.gates[g] else "failed")
     assert str(client.get_model_version_by_alias(name, "champion").version) == good.model.version

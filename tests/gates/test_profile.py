@@ -55,3 +55,19 @@ def test_is_current_release_reads_a_recorded_verdict():
                                                                                                sbc_bins=10)))
     assert not is_current_release("release", RELEASE_VERSION, None)
     assert not is_current_release("release", RELEASE_VERSION, "{not json")
+
+
+def test_the_gates_source_hash_follows_the_code(tmp_path, monkeypatch):
+    import shutil
+
+    import vardax_core.gates._profile as profile
+    from vardax_core.gates import gates_source_hash
+
+    h = gates_source_hash()
+    assert len(h) == 12 and h == gates_source_hash()
+    copy = tmp_path / "gates"
+    shutil.copytree(profile.__file__.rsplit("/", 1)[0], copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(profile, "__file__", str(copy / "_profile.py"))
+    assert profile.gates_source_hash() == h
+    (copy / "_sbc.py").write_text((copy / "_sbc.py").read_text() + "\n# a fix\n")
+    assert profile.gates_source_hash() != h

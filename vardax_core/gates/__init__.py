@@ -45,6 +45,7 @@ from ._profile import EXPLORATION as EXPLORATION
 from ._profile import RELEASE as RELEASE
 from ._profile import RELEASE_VERSION as RELEASE_VERSION
 from ._profile import GateProfile as GateProfile
+from ._profile import gates_source_hash as gates_source_hash
 from ._profile import is_current_release as is_current_release
 from ._profile import release_profile as release_profile
 from ._profile import verdict_settings_json as verdict_settings_json

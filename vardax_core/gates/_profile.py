@@ -123,6 +123,18 @@ def is_current_release(profile_name: str | None, version: str | int | None, sett
     return not weaker_settings(config)
 
 
+def gates_source_hash() -> str:
+    """sha256 (12 hex) of the source of ``vardax_core.gates`` (every module, by name): part
+    of the pipeline's gate cache key, so that any change to the gates' code re-gates rather
+    than reusing a cached verdict (the package version alone changes only at releases)."""
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def verdict_settings_json(config: GateConfig) -> str:
     """The verdict settings of ``config`` as compact JSON (recorded with every verdict)."""
     return json.dumps({k: getattr(config, k) for k in VERDICT_SETTINGS}, sort_keys=True, separators=(",", ":"))

@@ -211,7 +211,7 @@ def _variant(config, **sections):
 
 
 LAX = {"profile": "exploration", "seed": 0,
-       "settings": {"sbc_runs": 100, "sbc_bins": 10, "agreement_events": 20, "adjoint_events": 20,
+       "settings": {"sbc_runs": 100, "sbc_bins": 10, "agreement_events": 20, "adjoint_events": 20, "fast_compile": True,
                     "adjoint_threshold": 1.0, "adjoint_tail": 1.0}}
 
 
@@ -296,28 +296,10 @@ def test_a_failed_release_regate_demotes_the_champion(first, smoke, client):
     assert promote(smoke, [again]).champion == v
 
 
-def test_reprocessing_refuses_a_champion_without_a_current_pass(first, smoke, client, tmp_path):
-    from flows.reprocess import reprocess_catalogue
-    from vardax_core.data import write_catalogue
-
-    name = smoke.registered_model_name()
-    v = str(client.get_model_version_by_alias(name, "champion").version)
-    catalogue = write_catalogue(smoke.problem.build(), str(tmp_path / "catalogue.zarr"), n_events=20, seed=3,
-                                chunk_size=10)
-    current = client.get_model_version(name, v).tags["gate_code_version"]
-    client.set_model_version_tag(name, v, "gate_code_version", "0.0.0-old")
-    try:
-        with pytest.raises(ValueError, match=r"no current passing verdict.*vardax_core 0\.0\.0-old"):
-            reprocess_catalogue(catalogue, smoke)
-    finally:
-        client.set_model_version_tag(name, v, "gate_code_version", current)
-    ref = reprocess_catalogue(catalogue, smoke)
-    assert ref.model_version == v and ref.n_events == 20
-
-
-def test_a_second_reprocessing_run_while_one_is_active_writes_nothing(first, smoke, client, tmp_path):
-    """An active run holds the analyses store's writer lock; a second run of the same
-    champion over the same catalogue stops before writing; the first's store ends
+def test_reprocessing_refuses_a_stale_champion_and_a_second_writer(first, smoke, client, tmp_path):
+    """Reprocessing refuses a champion without a current passing verdict (here: gated by
+    another vardax_core version), naming why; while an active run holds the analyses
+    store's writer lock a second run stops before writing; the first's store ends
     complete, and a later run finds nothing to do."""
     from flows.reprocess import analyses_path, reprocess_catalogue
     from vardax_core.data import StoreBusy, dataset_hash, open_analyses, store_lock, write_catalogue
@@ -327,14 +309,21 @@ def test_a_second_reprocessing_run_while_one_is_active_writes_nothing(first, smo
     catalogue = write_catalogue(smoke.problem.build(), str(tmp_path / "busy.zarr"), n_events=30, seed=4,
                                 chunk_size=10)
     out = analyses_path(smoke, catalogue, dataset_hash(catalogue), v)
+    current = client.get_model_version(name, v).tags["gate_code_version"]
+    client.set_model_version_tag(name, v, "gate_code_version", "0.0.0-old")
+    try:
+        with pytest.raises(ValueError, match=r"no current passing verdict.*vardax_core 0\.0\.0-old"):
+            reprocess_catalogue(catalogue, smoke)
+    finally:
+        client.set_model_version_tag(name, v, "gate_code_version", current)
     with store_lock(out, "analyses store"):  # the active run
         with pytest.raises(StoreBusy, match="being written by another run"):
             reprocess_catalogue(catalogue, smoke)
         assert not os.path.exists(out)
     ref = reprocess_catalogue(catalogue, smoke)
     ds = open_analyses(ref.path)
-    assert ref.path == out and ds.sizes["event"] == 30 and bool(ds["chunk_done"].all())
-    assert np.isfinite(ds["mean"].values).all()
+    assert ref.path == out and ref.model_version == v and ds.sizes["event"] == 30
+    assert bool(ds["chunk_done"].all()) and np.isfinite(ds["mean"].values).all()
     assert reprocess_catalogue(catalogue, smoke).skipped
 
 

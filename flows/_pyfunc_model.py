@@ -30,14 +30,6 @@ class VardaxPyfunc(mlflow.pyfunc.PythonModel):
 
             self.kind, self.obj = "emulator", load_emulator(context.artifacts["emulator"])
 
-    @property
-    def posterior(self):
-        return self.obj
-
-    @property
-    def emulator(self):
-        return self.obj
-
     # no type hints on purpose: MLflow's hint-based validation assumes list inputs, and the
     # input here is one dict of arrays (described by the logged tensor signature instead)
     def predict(self, context, model_input, params=None):

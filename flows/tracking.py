@@ -208,17 +208,15 @@ def version_passed_all_gates(client: MlflowClient, name: str, version: str) -> b
 # ---- the heads' verdicts: gate profile, problem and code version ---------------------------
 
 EXPLORATION_PREFIX = "exploration."
-#: tags of a head's release verdict besides ``gate.<name>`` and ``gates_passed``
-VERDICT_TAGS = ("gate_profile", "gate_profile_version", "gate_profile_hash", "gate_settings", "gate_code_version",
-                "gate_problem_hash", "gate_reference", "gate_oracle_hash", "gate_source_hash")
 
 
 def tag_head_verdict(client: MlflowClient, ref: ModelRef, gates: dict[str, bool], profile, problem_hash: str,
                      reference: str, oracle_hash: str) -> None:
     """Record a head's gate verdict on its model version. Under a certifying (release)
-    ``profile``: ``gate.<name>``, ``gates_passed`` and :data:`VERDICT_TAGS` (the profile,
-    its version, hash and verdict settings, the code version, the problem hash, the
-    reference and the oracle store the gates ran on). Under the exploration profile the
+    ``profile``: ``gate.<name>``, ``gates_passed`` and the ``gate_*`` tags of what it rests
+    on (the profile, its version, hash and verdict settings, the code version, the problem
+    hash, the reference, the oracle store and the gates' source hash). Under the
+    exploration profile the
     same under ``exploration.*`` only: the release verdict is never touched."""
     from vardax_core import __version__
     from vardax_core.gates import RELEASE_VERSION, gates_source_hash, verdict_settings_json

@@ -216,8 +216,8 @@ def tag_head_verdict(client: MlflowClient, ref: ModelRef, gates: dict[str, bool]
     ``profile``: ``gate.<name>``, ``gates_passed`` and the ``gate_*`` tags of what it rests
     on (the profile, its version, hash and verdict settings, the code version, the problem
     hash, the reference, the oracle store and the gates' source hash). Under the
-    exploration profile the
-    same under ``exploration.*`` only: the release verdict is never touched."""
+    exploration profile the same under ``exploration.*`` only: the release verdict is
+    never touched."""
     from vardax_core import __version__
     from vardax_core.gates import RELEASE_VERSION, gates_source_hash, verdict_settings_json
 

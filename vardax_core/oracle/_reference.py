@@ -52,13 +52,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import blackjax
-import blackjax.diagnostics as bjd
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blackjax.adaptation.step_size import dual_averaging_adaptation
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .._checks import DataclassConfig, check_shape
@@ -274,6 +271,12 @@ class ReferencePosterior(eqx.Module):
 
 def _chains_one(problem: Problem, cfg: ReferenceConfig, key, y, mask, x_map, chol):
     """All chains of one event: kept draws x (C, S, n), acceptance, step size, divergences."""
+    # blackjax is imported where it is used: importing it runs JAX computations, which
+    # would start JAX's runtime whenever vardax_core.oracle is imported (config checks,
+    # a forked worker's parent)
+    import blackjax
+    from blackjax.adaptation.step_size import dual_averaging_adaptation
+
     n, C = chol.shape[0], cfg.n_chains
     flat_map = x_map.reshape(n)
 
@@ -322,6 +325,8 @@ def _chains_one(problem: Problem, cfg: ReferenceConfig, key, y, mask, x_map, cho
 
 def _diagnose_one(cfg: ReferenceConfig, x, x_map, laplace_std):
     """Estimates and diagnostics of one event from its kept draws x (C, S, n)."""
+    import blackjax.diagnostics as bjd
+
     C, S, n = x.shape
     pooled = x.reshape(C * S, n)
     mean, std = jnp.mean(pooled, axis=0), jnp.std(pooled, axis=0, ddof=1)

@@ -10,6 +10,7 @@ Chunks run as tasks on the flow's task runner (threads, or a Dask cluster by add
 from __future__ import annotations
 
 import functools
+import uuid
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -46,6 +47,9 @@ class _Job(BaseModel):
     chunk_size: int | None
     seed: int
     catalogue_hash: str
+    #: unique per flow run: a writer cached by an earlier run (in this process or a task
+    #: worker's) is never reused — its store may since have been deleted or replaced
+    run_token: str
 
 
 @functools.lru_cache(maxsize=2)
@@ -125,7 +129,8 @@ def reprocess_catalogue(
     out = analyses_path(config, catalogue, cat_hash, version)
     job = _Job(tracking_uri=config.tracking_uri(), model_uri=mv.source, model_name=name, model_version=version,
                run_id=mv.run_id, catalogue=catalogue, out_path=out, quantiles=list(quantiles),
-               n_samples=n_samples, chunk_size=chunk_size, seed=seed, catalogue_hash=cat_hash).model_dump_json()
+               n_samples=n_samples, chunk_size=chunk_size, seed=seed, catalogue_hash=cat_hash,
+               run_token=uuid.uuid4().hex).model_dump_json()
     # one writer per analyses store: a second run of the same champion over the same
     # catalogue (an overlapping nightly, a manual run) stops here, before writing
     with store_lock(out, "analyses store"):

@@ -30,7 +30,7 @@ import vardax_core  # noqa: F401
 from _common import Num, Record, parse_args, parser
 from vardax_core.amortized import build_posterior, fit_simulated
 from vardax_core.data import write_pairs
-from vardax_core.gates import GateConfig, run_gates
+from vardax_core.gates import run_gates
 from vardax_core.oracle import open_oracle, solve_to_store
 
 QUICK = {"pairs": "2048", "seeds": 2, "events": 24, "quick": True}
@@ -62,7 +62,7 @@ def main():
     rec = Record("heads", args)
     config, head, solver, model_cfg, heldout_seed = _load(args)
     problem = config.problem.build()
-    gate_cfg = GateConfig.from_dict(dict(config.gates.settings))
+    gate_cfg = config.gates.settings.core()
     reference = config.oracle.reference_config()
     if args.quick:
         from vardax_core.oracle import ReferenceConfig
@@ -80,17 +80,17 @@ def main():
     rec.line(f"{args.events} held-out events (seed {heldout_seed}), oracle + MCMC reference in "
              f"{time.perf_counter() - t:.0f} s; {mixed} converged and mixed. Head {head.name!r} ({head.type}) of "
              f"config {config.name!r}: encoder {model_cfg['encoder']}, head {model_cfg['head']}, train "
-             f"{dict(head.train)}, budget {dict(head.simulate)}"
-             + (f", consistency {dict(head.consistency)}" if head.consistency else ""))
+             f"{head.train.settings()}, budget {head.simulate.settings()}"
+             + (f", consistency {head.consistency.settings()}" if head.consistency else ""))
 
     def one(n_pairs: int, seed: int):
-        budget = {**dict(head.simulate), "n_pairs": n_pairs,
-                  "epoch_pairs": min(int(head.simulate.get("epoch_pairs", 50_000)), n_pairs),
-                  "n_standardize": min(int(head.simulate.get("n_standardize", 20_000)), n_pairs)}
+        budget = {**head.simulate.settings(), "n_pairs": n_pairs,
+                  "epoch_pairs": min(head.simulate.epoch_pairs, n_pairs),
+                  "n_standardize": min(head.simulate.n_standardize, n_pairs)}
         post = build_posterior(problem, model_cfg, jax.random.key(seed))
         t0 = time.perf_counter()
-        post, hist = fit_simulated(post, problem, budget=budget, config=dict(head.train), seed=seed, progress=False,
-                                   consistency=head.consistency)
+        post, hist = fit_simulated(post, problem, budget=budget, config=head.train.core(), seed=seed, progress=False,
+                                   consistency=head.consistency.core() if head.consistency else None)
         seconds = time.perf_counter() - t0
         report, _ = run_gates(post, problem, oracle, gate_cfg, jax.random.key(config.gates.seed))
         sc, g = report.meta["scores"], {r.name: r for r in report.results}
@@ -106,7 +106,7 @@ def main():
     budgets = [int(p) for p in args.pairs.split(",")]
     rows = [one(n, 0) for n in budgets]
     rec.table("pairs", "Accuracy against the number of fresh training pairs (seed 0)", cols, [r[0] for r in rows])
-    n_cfg = min(int(head.simulate["n_pairs"]), max(budgets)) if args.quick else int(head.simulate["n_pairs"])
+    n_cfg = min(head.simulate.n_pairs, max(budgets)) if args.quick else head.simulate.n_pairs
     seeds = [r for r, n in zip(rows, budgets) if n == n_cfg][:1] + [one(n_cfg, s) for s in range(1, args.seeds)]
     rec.table("seeds", f"The config's budget ({n_cfg:,} pairs) over {args.seeds} training seeds", cols,
               [r[0] for r in seeds])

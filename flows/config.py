@@ -8,14 +8,24 @@ offending field named (``heads.0.type``, ``data.n_train``, …).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -37,17 +47,24 @@ class ProblemSpec(_Model):
 
     @model_validator(mode="after")
     def _builds(self):
-        from vardax_core.problems import get_problem, list_problems
+        from vardax_core.problems import list_problems
 
         if self.name not in list_problems():
             raise ValueError(f"unknown problem {self.name!r}; choose one of {list_problems()}")
-        get_problem(self.name, **self.overrides)  # raises naming a bad override
+        self.build()  # raises naming a bad override
         return self
 
     def build(self):
-        from vardax_core.problems import get_problem
+        """The problem — built once per (name, overrides) in a process and shared by
+        every step and config that names it (problems are immutable)."""
+        return _built_problem(self.name, json.dumps(self.overrides, sort_keys=True))
 
-        return get_problem(self.name, **self.overrides)
+
+@functools.lru_cache(maxsize=16)
+def _built_problem(name: str, overrides_json: str):
+    from vardax_core.problems import get_problem
+
+    return get_problem(name, **json.loads(overrides_json))
 
 
 class DataSpec(_Model):
@@ -60,71 +77,172 @@ class DataSpec(_Model):
     seed: int = Field(0, ge=0)
 
 
+# ---- typed sections, mirrored from vardax_core's own configs (flows/_sections.py) -------------
+
+from vardax_core.amortized import (  # noqa: E402
+    ENCODER_DEFAULTS,
+    FLOW_DEFAULTS,
+    GAUSSIAN_DEFAULTS,
+    SCORE_DEFAULTS,
+    ConsistencyConfig,
+    SimulationBudget,
+    TrainConfig,
+)
+from vardax_core.emulator import (  # noqa: E402
+    EMULATOR_DEFAULTS,
+    EmulatorGateConfig,
+    EmulatorTrainConfig,
+    resolve_emulator_config,
+)
+from vardax_core.gates import GateConfig  # noqa: E402
+from vardax_core.oracle import IncrementalFourDVar, ReferenceConfig, StrongFourDVar  # noqa: E402
+
+from ._sections import Section, mirror_dataclass, mirror_defaults, tagged_union  # noqa: E402
+
+#: the 4DVar solvers by name, and their settings (the solver's own fields)
+SOLVERS = {"strong": StrongFourDVar, "incremental": IncrementalFourDVar}
+SOLVER_SETTINGS = {k: mirror_dataclass(c, name=f"{k.capitalize()}SolverSettings", tag=("solver", k))
+                   for k, c in SOLVERS.items()}
+ReferenceSection = mirror_dataclass(ReferenceConfig, name="ReferenceSection")
+TrainSection = mirror_dataclass(TrainConfig, name="TrainSection")
+SimulateSection = mirror_dataclass(SimulationBudget, name="SimulateSection")
+ConsistencySection = mirror_dataclass(ConsistencyConfig, name="ConsistencySection")
+GateSettings = mirror_dataclass(GateConfig, name="GateSettings")
+EmulatorTrainSection = mirror_dataclass(EmulatorTrainConfig, name="EmulatorTrainSection")
+EmulatorGateSection = mirror_dataclass(EmulatorGateConfig, name="EmulatorGateSection")
+EmulatorModelSection = mirror_defaults("EmulatorModelSection", EMULATOR_DEFAULTS, resolve_emulator_config,
+                                       doc="The emulator's architecture (vardax_core.emulator.EMULATOR_DEFAULTS).")
+#: encoders by ``type`` (their fields: ``vardax_core.amortized.ENCODER_DEFAULTS``; checked
+#: against the problem's observation shape by :class:`PipelineConfig`)
+ENCODERS = {k: mirror_defaults(f"{k.capitalize()}Encoder", d, tag=("type", k),
+                               doc=f"The {k!r} encoder of the observations (vardax_core.amortized).")
+            for k, d in ENCODER_DEFAULTS.items()}
+EncoderSection = tagged_union(ENCODERS, "type", default="mlp")
+#: head architectures by head ``type`` (checked against the problem's state size by
+#: :class:`PipelineConfig`)
+HEAD_ARCHITECTURES = {
+    "gaussian": mirror_defaults("GaussianArchitecture", GAUSSIAN_DEFAULTS, doc="A Gaussian head's architecture."),
+    "flow": mirror_defaults("FlowArchitecture", FLOW_DEFAULTS, doc="A conditional flow head's architecture."),
+    "score": mirror_defaults("ScoreArchitecture", SCORE_DEFAULTS, doc="A score diffusion head's architecture."),
+}
+
+
+
+def _export(*models: type[Section]) -> None:
+    """Bind generated sections to this module under their names (pickle, Prefect and
+    Dask find a class by module and name)."""
+    for m in models:
+        m.__module__ = __name__
+        globals()[m.__name__] = m
+
+
+_export(*SOLVER_SETTINGS.values(), ReferenceSection, TrainSection, SimulateSection, ConsistencySection, GateSettings,
+        EmulatorTrainSection, EmulatorGateSection, EmulatorModelSection, *ENCODERS.values(),
+        *HEAD_ARCHITECTURES.values())
+
+
 class OracleSpec(_Model):
-    """Step 2: the 4DVar oracle (``solver`` with ``settings``, ``n_starts``) on the
+    """Step 2: the 4DVar oracle (``solver`` with its ``settings``, ``n_starts``) on the
     held-out events, ``chunk_size`` events per task on ``workers`` workers.
-    ``reference``: when set (a mapping of ``vardax_core.oracle.ReferenceConfig`` fields,
-    ``{}`` for its defaults), every event also gets its exact posterior by MCMC from the
-    4DVar MAP (mean, std, draws, diagnostics and the posterior-mean Jacobian), which the
-    gates then use as their reference; ``reference_seed`` seeds the chains."""
+    ``reference``: when set (``ReferenceConfig`` fields, ``{}`` for its defaults), every
+    event also gets its exact posterior by MCMC from the 4DVar MAP (mean, std, draws,
+    diagnostics and the posterior-mean Jacobian), which the gates then use as their
+    reference; ``reference_seed`` seeds the chains."""
 
     solver: Literal["strong", "incremental"] = "incremental"
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: tagged_union(SOLVER_SETTINGS, "solver") = None  # type: ignore[valid-type]
     n_starts: PositiveInt = 1
     chunk_size: PositiveInt = 100
     workers: PositiveInt = 2
-    reference: dict[str, Any] | None = None
+    reference: ReferenceSection | None = None  # type: ignore[valid-type]
     reference_seed: int = Field(0, ge=0)
 
-    @model_validator(mode="after")
-    def _valid_reference(self):
-        self.reference_config()
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _settings_of_the_solver(cls, data):
+        """``settings`` are the chosen solver's: its name is the variant's tag."""
+        if isinstance(data, dict):
+            data = dict(data)
+            solver = data.get("solver", "incremental")
+            settings = data.get("settings") or {}
+            if isinstance(settings, dict):
+                if settings.get("solver", solver) != solver:
+                    raise ValueError(f"settings.solver {settings['solver']!r} is not the oracle's solver {solver!r}")
+                data["settings"] = {**settings, "solver": solver}
+        return data
 
     def reference_config(self):
         """The validated ``ReferenceConfig`` (None when no reference is asked for)."""
-        if self.reference is None:
-            return None
-        from vardax_core.oracle import ReferenceConfig
+        return None if self.reference is None else self.reference.core()
 
-        return ReferenceConfig.from_dict(self.reference)
+    def solver_instance(self):
+        """The configured 4DVar solver (``MultiStart`` over it when ``n_starts > 1``)."""
+        from vardax_core.oracle import MultiStart
+
+        solver = self.settings.core()
+        return MultiStart(solver, n_starts=self.n_starts) if self.n_starts > 1 else solver
 
 
-class HeadSpec(_Model):
-    """One amortized head: its architecture (``encoder``, ``head``) and training."""
+class _HeadBase(_Model):
+    """One amortized head: its encoder, architecture (``head``) and training."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    type: Literal["gaussian", "flow", "score"]
-    encoder: dict[str, Any] = Field(default_factory=dict)
-    head: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
+    encoder: EncoderSection = Field(default_factory=ENCODERS["mlp"])  # type: ignore[valid-type]
+    train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[valid-type]
     seed: int = Field(0, ge=0)
     #: Train on fresh pairs drawn on the fly from the problem's (physics) simulator
-    #: instead of the ``pairs-train`` store: ``vardax_core.amortized.SimulationBudget``
-    #: fields (``n_pairs``, ``epoch_pairs``, ``n_val``, ``n_standardize``).
-    simulate: dict[str, Any] | None = None
+    #: instead of the ``pairs-train`` store (``SimulationBudget`` fields).
+    simulate: SimulateSection | None = None  # type: ignore[valid-type]
     #: With ``simulate``: the Jacobian-consistency penalty of the Gaussian-noise identity
-    #: (``vardax_core.amortized.ConsistencyConfig`` fields: ``weight``, ``n_events``,
-    #: ``n_samples``); None = off.
-    consistency: dict[str, Any] | None = None
+    #: (``ConsistencyConfig`` fields); None = off.
+    consistency: ConsistencySection | None = None  # type: ignore[valid-type]
 
     @model_validator(mode="after")
-    def _valid_simulate(self):
-        from vardax_core.amortized import ConsistencyConfig, SimulationBudget
-
-        if self.simulate is not None:
-            SimulationBudget.from_dict(self.simulate)
-        if self.consistency is not None:
-            if self.simulate is None:
-                raise ValueError(f"head {self.name!r}: `consistency` needs `simulate` (it trains on fresh pairs)")
-            ConsistencyConfig.from_dict(self.consistency)
+    def _consistency_needs_simulate(self):
+        if self.consistency is not None and self.simulate is None:
+            raise ValueError(f"head {self.name!r}: `consistency` needs `simulate` (it trains on fresh pairs)")
         return self
+
+    def model_config_dict(self) -> dict:
+        """The ``vardax_core.amortized.build_posterior`` config of this head."""
+        return {"encoder": self.encoder.model_dump(), "head": {"type": self.type, **self.head.settings()}}
+
+
+class GaussianHeadSpec(_HeadBase):
+    """A Gaussian head (mean and covariance of the posterior)."""
+
+    type: Literal["gaussian"]
+    head: HEAD_ARCHITECTURES["gaussian"] = Field(default_factory=HEAD_ARCHITECTURES["gaussian"])  # type: ignore
+
+
+class FlowHeadSpec(_HeadBase):
+    """A conditional normalising-flow head."""
+
+    type: Literal["flow"]
+    head: HEAD_ARCHITECTURES["flow"] = Field(default_factory=HEAD_ARCHITECTURES["flow"])  # type: ignore
+
+
+class ScoreHeadSpec(_HeadBase):
+    """A score-based diffusion head."""
+
+    type: Literal["score"]
+    head: HEAD_ARCHITECTURES["score"] = Field(default_factory=HEAD_ARCHITECTURES["score"])  # type: ignore
+
+
+#: one head, by ``type``
+HeadSpec = Annotated[GaussianHeadSpec | FlowHeadSpec | ScoreHeadSpec, Field(discriminator="type")]
+_HEAD_ADAPTER = TypeAdapter(HeadSpec)
+
+
+def head_spec(**fields) -> GaussianHeadSpec | FlowHeadSpec | ScoreHeadSpec:
+    """A validated head section from its fields (``type`` picks the variant)."""
+    return _HEAD_ADAPTER.validate_python(fields)
 
 
 class GateSpec(_Model):
-    """Gate settings (defaults from DESIGN.md); passed to ``vardax_core.gates``. Checked
-    when the config is loaded: an unknown key or an invalid value is refused by name
-    before anything runs.
+    """Gate settings (``GateConfig`` fields, defaults from DESIGN.md); passed to
+    ``vardax_core.gates``. An unknown key or an invalid value is refused by name when the
+    config is loaded.
 
     ``profile``: "release" (default) — the settings must be at least as strict as the
     defaults, and a pass certifies the head (``gates_passed=true``, promotable);
@@ -132,7 +250,7 @@ class GateSpec(_Model):
     tags only and never certifies or promotes (``vardax_core.gates.GateProfile``)."""
 
     profile: Literal["release", "exploration"] = "release"
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: GateSettings = Field(default_factory=GateSettings)  # type: ignore[valid-type]
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
@@ -142,9 +260,9 @@ class GateSpec(_Model):
 
     def gate_profile(self):
         """The typed :class:`vardax_core.gates.GateProfile` of this section."""
-        from vardax_core.gates import GateConfig, GateProfile
+        from vardax_core.gates import GateProfile
 
-        return GateProfile(self.profile, GateConfig.from_dict(self.settings))
+        return GateProfile(self.profile, self.settings.core())
 
 
 class EmulatorSpec(_Model):
@@ -169,26 +287,14 @@ class EmulatorSpec(_Model):
     """
 
     enabled: bool = True
-    model: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
-    gates: dict[str, Any] = Field(default_factory=dict)
-    agreement: dict[str, Any] | None = None
+    model: EmulatorModelSection = Field(default_factory=EmulatorModelSection)  # type: ignore[valid-type]
+    train: EmulatorTrainSection = Field(default_factory=EmulatorTrainSection)  # type: ignore[valid-type]
+    gates: EmulatorGateSection = Field(default_factory=EmulatorGateSection)  # type: ignore[valid-type]
+    agreement: GateSettings | None = None  # type: ignore[valid-type]
     seed: int = Field(0, ge=0)
     gate_seed: int = Field(0, ge=0)
     registered_model: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
     train_pairs: bool = False
-
-    @model_validator(mode="after")
-    def _valid_settings(self):
-        from vardax_core.emulator import EmulatorGateConfig, EmulatorTrainConfig, resolve_emulator_config
-        from vardax_core.gates import GateConfig
-
-        resolve_emulator_config(self.model)  # each raises naming the bad key or value
-        EmulatorTrainConfig.from_dict(self.train)
-        EmulatorGateConfig.from_dict(self.gates)
-        if self.agreement is not None:
-            GateConfig.from_dict(self.agreement)
-        return self
 
 
 class TrackingSpec(_Model):
@@ -211,6 +317,21 @@ class PipelineConfig(_Model):
     store_root: str | None = None
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     emulator: EmulatorSpec | None = None
+
+    @model_validator(mode="after")
+    def _heads_fit_the_problem(self):
+        """Every head's encoder and architecture resolved against the problem's shapes
+        (``vardax_core.amortized.resolve_model_config``), so that a value this problem
+        cannot take is refused at load, naming the head."""
+        from vardax_core.amortized import layout_of, resolve_model_config
+
+        layout = layout_of(self.problem.build())
+        for i, head in enumerate(self.heads):
+            try:
+                resolve_model_config(head.model_config_dict(), layout)
+            except ValueError as e:
+                raise ValueError(f"heads.{i} ({head.name}): {e}") from None
+        return self
 
     @model_validator(mode="after")
     def _emulator_fits_the_problem(self):

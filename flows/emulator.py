@@ -100,7 +100,7 @@ def load_emulator_version(model_uri: str):
 
 def train_key(config: PipelineConfig) -> str:
     spec = _spec(config)
-    return _hash({"model": spec.model, "train": spec.train, "seed": spec.seed,
+    return _hash({"model": spec.model.settings(), "train": spec.train.settings(), "seed": spec.seed,
                   "problem": config.problem.build().hash, "registered_model": config.emulator_model_name(),
                   "tracking": config.tracking_uri()})
 
@@ -117,14 +117,14 @@ def _register(client: MlflowClient, config: PipelineConfig, model_uri: str, run_
 def fit_emulator_task(config: PipelineConfig, key: str) -> ModelRef:
     import jax
 
-    from vardax_core.emulator import EmulatorTrainConfig, build_emulator, fit_emulator, save_emulator
+    from vardax_core.emulator import build_emulator, fit_emulator, save_emulator
 
     logger = get_run_logger()
     client = tracking.configure(config)
     spec = _spec(config)
     problem = config.problem.build()
-    train_cfg = EmulatorTrainConfig.from_dict(spec.train)
-    emulator = build_emulator(problem, spec.model, jax.random.key(spec.seed))
+    train_cfg = spec.train.core()
+    emulator = build_emulator(problem, spec.model.settings(), jax.random.key(spec.seed))
     arch = {k: v for k, v in emulator.config.items() if k not in ("problem", "problem_hash", "state_shape")}
     progress = Progress("train-emulator", f"Training the {problem.name} emulator")
     with tracking.training_run(config, f"emulator-{problem.name}") as run:
@@ -158,7 +158,7 @@ def fit_emulator_task(config: PipelineConfig, key: str) -> ModelRef:
 
 def gates_key(config: PipelineConfig, model: ModelRef) -> str:
     spec = _spec(config)
-    return _hash({"model": model.model_dump(mode="json", exclude={"cached"}), "gates": spec.gates,
+    return _hash({"model": model.model_dump(mode="json", exclude={"cached"}), "gates": spec.gates.settings(),
                   "gate_seed": spec.gate_seed})
 
 
@@ -184,7 +184,7 @@ def _finite(stats: dict[str, float]) -> dict[str, float]:
 def gate_emulator_task(config: PipelineConfig, model: ModelRef) -> EmulatorOutcome:
     import jax
 
-    from vardax_core.emulator import EmulatorGateConfig, emulator_gates, emulator_gates_passed
+    from vardax_core.emulator import emulator_gates, emulator_gates_passed
     from vardax_core.gates import GateReport
 
     logger = get_run_logger()
@@ -192,7 +192,7 @@ def gate_emulator_task(config: PipelineConfig, model: ModelRef) -> EmulatorOutco
     spec = _spec(config)
     problem = config.problem.build()
     emulator = load_emulator_version(model.model_uri)
-    gate_cfg = EmulatorGateConfig.from_dict(spec.gates)
+    gate_cfg = spec.gates.core()
     results = emulator_gates(emulator, problem, jax.random.key(spec.gate_seed), gate_cfg)
     report = GateReport(tuple(results.values()), config=gate_cfg.to_dict(), meta={"model": model.name,
                                                                                "version": model.version})
@@ -252,7 +252,7 @@ def train_emulator(config: PipelineConfig) -> EmulatorOutcome:
 
 def _agreement_config(config: PipelineConfig) -> dict:
     spec = _spec(config)
-    return dict(spec.agreement if spec.agreement is not None else config.gates.settings)
+    return (spec.agreement if spec.agreement is not None else config.gates.settings).settings()
 
 
 def agreement_key(config: PipelineConfig, model: ModelRef, oracle: DatasetRef) -> str:

@@ -22,13 +22,8 @@ from .simulate import problem_dir
 
 
 def build_solver(config: PipelineConfig):
-    from vardax_core.oracle import IncrementalFourDVar, MultiStart, StrongFourDVar
-
-    cls = {"strong": StrongFourDVar, "incremental": IncrementalFourDVar}[config.oracle.solver]
-    solver = cls(**config.oracle.settings)
-    if config.oracle.n_starts > 1:
-        solver = MultiStart(solver, n_starts=config.oracle.n_starts)
-    return solver
+    """The config's 4DVar solver (``OracleSpec.solver_instance``)."""
+    return config.oracle.solver_instance()
 
 
 def oracle_path(config: PipelineConfig, heldout: DatasetRef) -> str:

@@ -36,7 +36,7 @@ def pairs_provenance(pairs: DatasetRef) -> dict[str, str]:
 
 def model_config(head: HeadSpec) -> dict:
     """The ``vardax_core.amortized.build_posterior`` config of a head spec."""
-    return {"encoder": dict(head.encoder), "head": {"type": head.type, **head.head}}
+    return head.model_config_dict()
 
 
 def train_key(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, oracle: DatasetRef) -> str:
@@ -55,7 +55,7 @@ def train_key(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, oracle:
 def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, oracle: DatasetRef, key: str) -> ModelRef:
     import jax
 
-    from vardax_core.amortized import SimulationBudget, build_posterior, fit, fit_simulated, save_posterior
+    from vardax_core.amortized import build_posterior, fit, fit_simulated, save_posterior
 
     logger = get_run_logger()
     client = tracking.configure(config)
@@ -67,20 +67,20 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
     with tracking.training_run(config, head.name) as run:
         mlflow.set_tags({"head_name": head.name, "head_type": head.type, "problem": problem.name, "train_key": key,
                          **provenance})
-        mlflow.log_params(tracking.flat_params("", {"model": cfg, "train": head.train, "seed": head.seed,
+        mlflow.log_params(tracking.flat_params("", {"model": cfg, "train": head.train.settings(), "seed": head.seed,
                                                    "problem": problem.config}))
         if head.simulate is None:
             tracking.log_dataset_input(pairs, "training")
         else:
-            mlflow.log_params(tracking.flat_params("simulate", dict(head.simulate)))
+            mlflow.log_params(tracking.flat_params("simulate", head.simulate.settings()))
             if head.consistency is not None:
-                mlflow.log_params(tracking.flat_params("consistency", dict(head.consistency)))
+                mlflow.log_params(tracking.flat_params("consistency", head.consistency.settings()))
         tracking.log_dataset_input(oracle, "validation")
         posterior = build_posterior(problem, cfg, jax.random.key(head.seed))
         if head.simulate is None:
-            max_epochs = int(head.train.get("max_epochs", 100))
+            max_epochs = head.train.max_epochs
         else:
-            budget = SimulationBudget.from_dict(head.simulate)
+            budget = head.simulate.core()
             max_epochs = max(1, budget.n_pairs // budget.epoch_pairs)
 
         def on_epoch(epoch, metrics):
@@ -88,14 +88,15 @@ def fit_head_task(config: PipelineConfig, head: HeadSpec, pairs: DatasetRef, ora
             progress.update(int(epoch) + 1, max_epochs)
 
         with tracking.artifacts_tmpdir() as tmp:
-            common = dict(config=dict(head.train), seed=head.seed, checkpoint_dir=str(Path(tmp) / "checkpoints"),
+            common = dict(config=head.train.core(), seed=head.seed, checkpoint_dir=str(Path(tmp) / "checkpoints"),
                           callback=on_epoch, progress=False)
             if head.simulate is None:
                 logger.info("training %s (%s) on %s", head.name, head.type, pairs.path)
                 posterior, history = fit(posterior, pairs.path, problem=problem, **common)
             else:
                 logger.info("training %s (%s) on %d fresh simulated pairs", head.name, head.type, budget.n_pairs)
-                posterior, history = fit_simulated(posterior, problem, budget=budget, consistency=head.consistency,
+                consistency = head.consistency.core() if head.consistency is not None else None
+                posterior, history = fit_simulated(posterior, problem, budget=budget, consistency=consistency,
                                                    **common)
             path = Path(tmp) / "posterior.vdx"
             save_posterior(str(path), posterior)

@@ -28,7 +28,7 @@ def test_defaults_resolve_under_vardax_home(monkeypatch, tmp_path):
         ({"problem": {"name": "lorenz96", "overrides": {"bogus": 1}}, "heads": [HEAD]}, "problem"),
         ({"data": {"n_train": -5}, "heads": [HEAD]}, "data.n_train"),
         ({"data": {"n_heldout": 0}, "heads": [HEAD]}, "data.n_heldout"),
-        ({"heads": [{"name": "x", "type": "transformer"}]}, "heads.0.type"),
+        ({"heads": [{"name": "x", "type": "transformer"}]}, "heads.0"),
         ({"heads": []}, "heads"),
         ({"heads": [HEAD, HEAD]}, "heads"),
         ({"heads": [HEAD], "surprise": 1}, "surprise"),
@@ -78,16 +78,17 @@ def test_cli_prints_its_version(capsys):
 
 
 def test_consistency_needs_simulated_training_and_valid_settings():
-    from flows.config import HeadSpec
+    from flows.config import head_spec
+    from vardax_core.amortized import ConsistencyConfig
 
-    ok = HeadSpec(name="h", type="gaussian", simulate={"n_pairs": 1000, "epoch_pairs": 500},
-                  consistency={"weight": 1.0})
-    assert ok.consistency == {"weight": 1.0}
+    ok = head_spec(name="h", type="gaussian", simulate={"n_pairs": 1000, "epoch_pairs": 500},
+                   consistency={"weight": 1.0})
+    assert ok.consistency.core() == ConsistencyConfig(weight=1.0)
     with pytest.raises(ValueError, match="needs `simulate`"):
-        HeadSpec(name="h", type="gaussian", consistency={"weight": 1.0})
+        head_spec(name="h", type="gaussian", consistency={"weight": 1.0})
     with pytest.raises(ValueError, match="n_samples"):
-        HeadSpec(name="h", type="gaussian", simulate={"n_pairs": 1000, "epoch_pairs": 500},
-                 consistency={"n_samples": 3})
+        head_spec(name="h", type="gaussian", simulate={"n_pairs": 1000, "epoch_pairs": 500},
+                  consistency={"n_samples": 3})
 
 
 def test_every_cli_command_says_what_it_does(capsys):
@@ -118,7 +119,7 @@ def test_overrides_by_dotted_path_are_validated_and_named():
 
     base = load_config("smoke")
     cfg = with_overrides(base, {"data.n_train": 500, "heads.0.train.max_epochs": 2, "gates.seed": 3})
-    assert cfg.data.n_train == 500 and cfg.heads[0].train["max_epochs"] == 2 and cfg.gates.seed == 3
+    assert cfg.data.n_train == 500 and cfg.heads[0].train.max_epochs == 2 and cfg.gates.seed == 3
     assert with_overrides(base, None) == base
     with pytest.raises(ConfigError, match="no section 'heads.4'"):
         with_overrides(base, {"heads.4.train.max_epochs": 2})
@@ -143,3 +144,66 @@ def test_the_manual_run_form_lists_the_named_configs():
                                                                     {}).get("enum")
     assert choices == list(named_configs()) and prop["default"] == "lorenz96"
     assert "overrides" in schema["properties"]
+
+
+@pytest.mark.parametrize(
+    "data, field, words",
+    [
+        # unknown keys and wrong types in every section, refused at load by their path
+        ({"heads": [{**HEAD, "train": {"max_epoch": 5}}]}, "heads.0.gaussian.train.max_epoch", "Extra"),
+        ({"heads": [{**HEAD, "train": {"max_epochs": "many"}}]}, "heads.0.gaussian.train.max_epochs", "integer"),
+        ({"heads": [{**HEAD, "encoder": {"type": "mlp", "widht": 64}}]}, "heads.0.gaussian.encoder.mlp.widht", "Extra"),
+        ({"heads": [{**HEAD, "encoder": {"type": "rnn"}}]}, "heads.0.gaussian.encoder", "rnn"),
+        ({"heads": [{"name": "f", "type": "flow", "head": {"covariance": "full"}}]}, "heads.0.flow.head.covariance",
+         "Extra"),
+        ({"heads": [{**HEAD, "train": {"augment": "flip"}}]}, "heads.0.gaussian.train", "augment"),
+        ({"heads": [HEAD], "oracle": {"solver": "strong", "settings": {"max_outer": 3}}},
+         "oracle.settings.strong.max_outer", "Extra"),
+        ({"heads": [HEAD], "oracle": {"reference": {"n_chains": "four"}}}, "oracle.reference.n_chains", "integer"),
+        ({"heads": [HEAD], "emulator": {"train": {"epochs": 3}}}, "emulator.train.epochs", "Extra"),
+        ({"heads": [HEAD], "emulator": {"model": {"kernel": 4}}}, "emulator.model", "odd"),
+        # values this problem cannot take: checked against its shapes, naming the head
+        ({"heads": [{**HEAD, "encoder": {"type": "conv2d"}}]}, "<root>", "heads.0 (g): encoder 'conv2d'"),
+        ({"heads": [{**HEAD, "head": {"covariance": "banana"}}]}, "<root>", "heads.0 (g): head (gaussian)"),
+    ],
+)
+def test_the_typed_tree_refuses_bad_keys_types_and_values_at_load(data, field, words):
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    msg = str(err.value)
+    assert f"  {field}" in msg and words in msg, msg
+
+
+def test_sections_are_vardax_cores_own_configs():
+    """Each typed section has the fields and defaults of the vardax_core config it feeds
+    (generated from it, not restated) and hands vardax_core its own object."""
+    import dataclasses
+
+    from flows.config import ENCODERS, GateSettings, OracleSpec, TrainSection
+    from vardax_core.amortized import ENCODER_DEFAULTS, TrainConfig
+    from vardax_core.gates import GateConfig
+    from vardax_core.oracle import StrongFourDVar
+
+    assert set(TrainSection.model_fields) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert TrainSection().core() == TrainConfig() and GateSettings().core() == GateConfig()
+    assert set(ENCODERS) == set(ENCODER_DEFAULTS)
+    assert ENCODERS["mlp"]().settings() == ENCODER_DEFAULTS["mlp"]
+    solver = OracleSpec(solver="strong", settings={"gtol": 1e-8}).solver_instance()
+    assert isinstance(solver, StrongFourDVar) and solver.gtol == 1e-8
+    cfg = load_config("lorenz96")
+    assert cfg.heads[1].type == "flow" and cfg.heads[1].head.flow_layers == 4
+    assert cfg.heads[0].simulate.core().n_pairs == 1_000_000
+
+
+def test_the_run_form_shows_the_sections_fields():
+    """Prefect's form for a whole config lists real fields (with defaults) for the head
+    variants, their training, the gates and the oracle — not free-form mappings."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.cycle import six_step_cycle
+
+    defs = parameter_schema(six_step_cycle.fn).model_dump()["definitions"]
+    assert {"GaussianHeadSpec", "FlowHeadSpec", "ScoreHeadSpec", "TrainSection", "GateSettings"} <= set(defs)
+    assert defs["TrainSection"]["properties"]["max_epochs"]["default"] == 100
+    assert defs["GateSettings"]["properties"]["adjoint_threshold"]["default"] == 0.05
+    assert "flow_layers" in defs["FlowArchitecture"]["properties"]

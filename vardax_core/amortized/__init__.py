@@ -13,11 +13,15 @@ serialisation.
 
 from ._consistency import ConsistencyConfig as ConsistencyConfig
 from ._consistency import JacobianConsistency as JacobianConsistency
+from ._encoders import ENCODER_DEFAULTS as ENCODER_DEFAULTS
 from ._encoders import AbstractEncoder as AbstractEncoder
 from ._encoders import Conv2DEncoder as Conv2DEncoder
 from ._encoders import IdentityEncoder as IdentityEncoder
 from ._encoders import MLPEncoder as MLPEncoder
 from ._encoders import PeriodicConv1DEncoder as PeriodicConv1DEncoder
+from ._heads import FLOW_DEFAULTS as FLOW_DEFAULTS
+from ._heads import GAUSSIAN_DEFAULTS as GAUSSIAN_DEFAULTS
+from ._heads import SCORE_DEFAULTS as SCORE_DEFAULTS
 from ._heads import AbstractHead as AbstractHead
 from ._heads import ConditionalFlowHead as ConditionalFlowHead
 from ._heads import GaussianHead as GaussianHead
@@ -29,8 +33,10 @@ from ._io import save_posterior as save_posterior
 from ._posterior import FORMAT_VERSION as FORMAT_VERSION
 from ._posterior import AmortizedPosterior as AmortizedPosterior
 from ._posterior import build_posterior as build_posterior
+from ._posterior import layout_of as layout_of
 from ._posterior import posterior_from_config as posterior_from_config
 from ._posterior import posterior_skeleton as posterior_skeleton
+from ._posterior import resolve_model_config as resolve_model_config
 from ._simulated import SimulationBudget as SimulationBudget
 from ._simulated import fit_simulated as fit_simulated
 from ._standardize import Standardizer as Standardizer

@@ -369,3 +369,190 @@ def test_cli_status_and_bad_config(first, smoke, tmp_path, capsys):
     bad.write_text("problem: {name: nope}\nheads: [{name: a, type: gaussian}]\n")
     assert main(["cycle", "--config", str(bad)]) == 2
     assert "problem" in capsys.readouterr().err
+
+
+# ---- chaos: kill promotion and reprocessing at random points -------------------------------
+
+CHAOS_TRIALS = 20
+
+
+@pytest.fixture(scope="module")
+def forkserver(tmp_path_factory):
+    """Children forked from a server that preloaded the stack (tests/flows/_chaos.py),
+    sharing a JAX compilation cache."""
+    import multiprocessing
+
+    from tests.flows import _chaos
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["tests.flows._chaos"])
+    done = ctx.Event()  # referenced until the child has it (a collected one is unlinked)
+    ctx.jax_cache = str(tmp_path_factory.mktemp("jax-cache"))
+    warm = ctx.Process(target=_chaos.run, args=("noop", done, ctx.jax_cache))  # starts the server (imports)
+    warm.start()
+    warm.join(300)
+    assert warm.exitcode == 0
+    return ctx
+
+
+def _run_child(ctx, step, args, kill_at=None, store=None, store_delay=None):
+    """Run the step ``step`` of tests/flows/_chaos.py in a forked child; SIGKILL it
+    ``kill_at`` s after its start, or — with ``store`` — ``store_delay`` s after the
+    analyses store appears (polled every 2 ms). Returns (seconds from start to the step's
+    end, or to the kill; seconds to the store's appearance or None)."""
+    import signal
+    import time
+
+    from tests.flows import _chaos
+
+    done = ctx.Event()
+    p = ctx.Process(target=_chaos.run, args=(step, done, ctx.jax_cache, *args))
+    t0 = time.perf_counter()
+    p.start()
+    appeared = finished = None
+    while p.is_alive() and finished is None:
+        now = time.perf_counter() - t0
+        if done.is_set():
+            finished = now
+        if store is not None and appeared is None and os.path.exists(os.path.join(store, "zarr.json")):
+            appeared = now
+        due = kill_at if store_delay is None else (None if appeared is None else appeared + store_delay)
+        if due is not None and now >= due:
+            os.kill(p.pid, signal.SIGKILL)
+            finished = now
+        time.sleep(0.002)
+    p.join(60)
+    assert finished is not None or done.is_set(), f"the child failed on its own (exit code {p.exitcode})"
+    return (finished if finished is not None else time.perf_counter() - t0), appeared
+
+
+def _assert_champion_current(client, name, problem_hash, trial):
+    from flows import tracking
+
+    champion = tracking.current_alias(client, name, "champion")
+    if champion is not None:
+        why = tracking.head_verdict_problems(client.get_model_version(name, champion).tags, problem_hash)
+        assert not why, f"trial {trial}: champion {champion} without a current passing verdict: {why}"
+    return champion
+
+
+def test_chaos_killing_regate_and_promote_never_leaves_a_champion_without_a_current_pass(
+        first, smoke, client, forkserver):
+    """≥ 20 trials: the champion fails a release re-gate (demoted to the other passing
+    version), passes again and is promoted back — each run SIGKILLed at a uniformly random
+    time within an uninterrupted run's duration. After every kill the champion, if any,
+    has a current passing release verdict."""
+    import random
+
+    from flows import tracking
+    from flows.gates import record_verdict
+
+    name = smoke.registered_model_name()
+    problem_hash = smoke.problem.build().hash
+    oracle = first.datasets["oracle"]
+    good = next(o for o in first.outcomes if o.model.head_name == "gaussian-full")
+    v = good.model.version
+    mv = client.get_model_version(name, v)
+    # a second passing version (same weights) for the demotion to fall back to
+    alt = client.create_model_version(name, mv.source, run_id=mv.run_id, tags=mv.tags).version
+    failed = good.model_copy(update={"passed": False, "gates": {**good.gates, "adjoint_calibration": False}})
+    args = (smoke.model_dump_json(), failed.model_dump_json(), good.model_dump_json(), oracle.model_dump_json())
+
+    def reset():
+        record_verdict(client, smoke, good, oracle)
+        tracking.set_champion(client, name, v, problem_hash, reason="chaos reset")
+
+    try:
+        reset()
+        full, _ = _run_child(forkserver, "regate_and_promote", args)
+        assert tracking.current_alias(client, name, "champion") == v  # demoted, then promoted back
+        rng = random.Random(0)
+        seen = set()
+        for trial in range(CHAOS_TRIALS):
+            reset()
+            _run_child(forkserver, "regate_and_promote", args, kill_at=rng.uniform(0, full))
+            seen.add((_assert_champion_current(client, name, problem_hash, trial),
+                      client.get_model_version(name, v).tags["gates_passed"]))
+        # the kills landed before, inside and after the demotion
+        assert len(seen) >= 2, seen
+    finally:
+        client.delete_model_version(name, alt)
+        reset()
+
+
+def test_chaos_killing_reprocessing_leaves_a_complete_or_resumable_store(
+        first, smoke, client, forkserver, tmp_path, monkeypatch):
+    """≥ 20 runs of ``reprocess-catalogue`` SIGKILLed at a random point — half at a
+    uniformly random time of an uninterrupted run, half while it writes (a uniformly
+    random time after its store appears) — each run resuming what the killed one before it
+    left. After every kill each chunk marked done holds exactly the uninterrupted run's
+    values; a store that completes has every event once, equal to the uninterrupted run,
+    in the one store of that champion; the last one is completed by a final rerun."""
+    import random
+    import shutil
+
+    import zarr
+
+    import flows.reprocess
+    from flows.reprocess import analyses_path, reprocess_catalogue
+    from tests.flows import _chaos
+    from vardax_core.data import dataset_hash, open_analyses, write_catalogue
+
+    monkeypatch.setattr(flows.reprocess, "get_run_logger", _chaos._plain_logger)
+    name = smoke.registered_model_name()
+    v = str(client.get_model_version_by_alias(name, "champion").version)
+    catalogue = write_catalogue(smoke.problem.build(), str(tmp_path / "chaos.zarr"), n_events=400, seed=5,
+                                chunk_size=10)
+    out = analyses_path(smoke, catalogue, dataset_hash(catalogue), v)
+    variables = ("mean", "std", "quantiles", "samples")
+    args = (smoke.model_dump_json(), catalogue, 4)
+
+    def wipe():
+        shutil.rmtree(out, ignore_errors=True)
+
+    wipe()
+    _run_child(forkserver, "reprocess", args, store=out)  # fills the children's compilation cache
+    wipe()
+    full, appeared = _run_child(forkserver, "reprocess", args, store=out)
+    assert appeared is not None
+    print(f"chaos: an uninterrupted reprocessing run takes {full:.2f} s, its store appears at {appeared:.2f} s")
+    ref = open_analyses(out).load()
+    n_chunks = ref.sizes["event"] // 10
+    wipe()
+
+    def done_chunks(trial) -> int:
+        """Chunks marked done, each checked against the uninterrupted run; a complete
+        store checked whole."""
+        if not (os.path.exists(os.path.join(out, "zarr.json")) and "chunk_done" in zarr.open_group(out, mode="r")):
+            return 0
+        group = zarr.open_group(out, mode="r")
+        done = np.flatnonzero(group["chunk_done"][...])
+        for c in done:
+            sel = slice(10 * c, 10 * (c + 1))
+            for var in variables:
+                np.testing.assert_array_equal(group[var][sel], ref[var].values[sel], err_msg=f"trial {trial}: {var}")
+        if done.size == n_chunks:
+            ds = open_analyses(out).load()
+            assert os.listdir(os.path.dirname(out)).count(os.path.basename(out)) == 1
+            np.testing.assert_array_equal(ds["event"].values, np.arange(ref.sizes["event"]))
+            for var in variables:
+                np.testing.assert_array_equal(ds[var].values, ref[var].values, err_msg=f"trial {trial}: {var}")
+        return int(done.size)
+
+    rng = random.Random(1)
+    partial = resumed = completed = 0
+    for trial in range(CHAOS_TRIALS):
+        resumed += 0 < done_chunks(trial) < n_chunks
+        if trial % 2:
+            _run_child(forkserver, "reprocess", args, store=out, store_delay=rng.uniform(0, full - appeared))
+        else:
+            _run_child(forkserver, "reprocess", args, kill_at=rng.uniform(0, full))
+        done = done_chunks(trial)
+        partial += 0 < done < n_chunks
+        if done == n_chunks:
+            completed += 1
+            wipe()
+    again = reprocess_catalogue.fn(catalogue, smoke, n_samples=4)  # the rerun after the last kill
+    assert again.path == out and done_chunks(CHAOS_TRIALS) == n_chunks
+    print(f"chaos: {partial} kills left a partial store, {resumed} runs resumed one, {completed} completed")
+    assert partial >= CHAOS_TRIALS // 4 and resumed >= CHAOS_TRIALS // 4, (partial, resumed)

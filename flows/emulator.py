@@ -10,8 +10,10 @@
    states; statistics as ``gate.*`` metrics of the run, the results as
    ``gates/emulator.json``, each outcome as a version tag (``gate.emulator_forward``,
    ``gate.emulator_jacobian``, ``gates_passed``), a Prefect markdown artifact.
-3. ``promote-emulator``: the ``champion`` alias moves to this version only when both
-   gates passed (re-checked on the registry's tags); otherwise it stays where it is.
+3. promotion by the heads' rule (``flows.promote.challenge``): the ``champion`` alias
+   moves to this version only when both gates passed (re-checked on the registry's
+   tags) and its forward error is no worse than the champion's under the same gate
+   settings (``gate_settings`` tag); otherwise it stays where it is.
 
 ``emulator-oracle`` (the cycle's optional step 4): the oracle's own solver and Laplace
 posterior on the held-out events with ``forward=emulator``, gated against the physics
@@ -202,6 +204,9 @@ def gate_emulator_task(config: PipelineConfig, model: ModelRef) -> EmulatorOutco
         mlflow.log_text(report.to_json(indent=2), "gates/emulator.json")
     gates = {name: bool(r.passed) for name, r in results.items()}
     tracking.tag_gate_outcomes(client, model, gates)
+    # what the forward error was measured under: promotion compares versions only on the same
+    client.set_model_version_tag(model.name, model.version, "gate_settings",
+                                 _hash({"gates": spec.gates.settings(), "gate_seed": spec.gate_seed}))
     create_markdown_artifact(key=_artifact_key("gates", model), markdown=_markdown(
         f"{model.name} v{model.version}: emulator gates", results.values()),
         description=f"emulator gates of {model.name} version {model.version}")
@@ -213,20 +218,27 @@ def gate_emulator_task(config: PipelineConfig, model: ModelRef) -> EmulatorOutco
 
 # ---- 3. promotion --------------------------------------------------------------------------
 
-@task(name="promote-emulator")
-def promote_emulator_task(config: PipelineConfig, outcome: EmulatorOutcome) -> str | None:
-    """Move ``champion`` to the version when both gates passed; return the champion."""
+def promote_emulator(config: PipelineConfig, outcome: EmulatorOutcome, force: bool = False) -> str | None:
+    """The emulator's ``champion`` moves by the heads' rule (``flows.promote.challenge``):
+    both gates passed (re-read from the registry), and at least as good as the incumbent
+    on the forward gate's error (``gate.emulator_forward.statistic``, lower is better)
+    measured under the same gate settings (``gate_settings`` tag). Returns the champion."""
+    from vardax_core.emulator import FORWARD
+
+    from .promote import challenge
+
     logger = get_run_logger()
     client = tracking.configure(config)
-    name = outcome.model.name
-    previous = tracking.current_alias(client, name, tracking.CHAMPION)
-    if outcome.passed and tracking.version_passed_all_gates(client, name, outcome.model.version):
-        tracking.set_champion(client, name, outcome.model.version, head=False)  # re-checks the tags
-        logger.info("champion of %s: %s -> %s", name, previous, outcome.model.version)
-        return outcome.model.version
-    failed = [g for g, ok in outcome.gates.items() if not ok]
-    logger.warning("emulator v%s failed %s; champion of %s stays at %s", outcome.model.version, failed, name, previous)
-    return previous
+    name, version = outcome.model.name, outcome.model.version
+    if not outcome.passed:
+        failed = [g for g, ok in outcome.gates.items() if not ok]
+        previous = tracking.current_alias(client, name, tracking.CHAMPION)
+        logger.warning("emulator v%s failed %s; champion of %s stays at %s", version, failed, name, previous)
+        return previous
+    result = challenge(client, name, version, quality=f"gate.{FORWARD}.statistic", measured_on="gate_settings",
+                       force=force, head=False)
+    logger.info("champion of %s: %s -> %s (%s)", name, result.previous, result.champion, result.reason)
+    return result.champion
 
 
 @flow(name="train-emulator", log_prints=True)
@@ -244,7 +256,7 @@ def train_emulator(config: PipelineConfig) -> EmulatorOutcome:
     valid = mv.tags.get("gates_passed") in ("true", "false")
     opts = keyed_task_options(gates_key(config, model), valid)
     outcome = resolve(gate_emulator_task.with_options(**opts)(config, model, return_state=True))
-    champion = promote_emulator_task(config, outcome)
+    champion = promote_emulator(config, outcome)
     return outcome.model_copy(update={"champion": champion, "model": model})
 
 

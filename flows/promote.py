@@ -9,7 +9,8 @@ lowest one is the best (versions without a score rank after those with one, then
 agreement fraction and the adjoint error). The best replaces the current champion only if
 it is at least as good — its energy score is ≤ the champion's, both measured on the same
 oracle store (``oracle_hash`` tag) — unless the operator passes ``force=True`` (logged in
-the reason). With no eligible candidate the champion stays where it is.
+the reason). With no eligible candidate the champion stays where it is. The rule itself,
+:func:`challenge`, is the one that moves any champion (the emulators' too).
 """
 
 from __future__ import annotations
@@ -38,14 +39,50 @@ def rank_key(outcome: GateOutcome) -> tuple:
     )
 
 
-def incumbent_quality(client, name: str, version: str | None) -> tuple[float | None, str | None]:
-    """(energy score, oracle hash) the champion ``version`` was gated with, if recorded."""
+def run_metric(client, name: str, version: str | None, metric: str) -> float | None:
+    """The metric ``metric`` of the run that trained ``version`` (validate-gates logs
+    every statistic there as ``gate.<name>``), if recorded."""
     if version is None:
-        return None, None
+        return None
     mv = client.get_model_version(name, version)
-    # validate-gates logs every statistic on the version's run as ``gate.<name>``
-    score = client.get_run(mv.run_id).data.metrics.get(f"gate.{QUALITY}") if mv.run_id else None
-    return score, mv.tags.get("oracle_hash")
+    return client.get_run(mv.run_id).data.metrics.get(metric) if mv.run_id else None
+
+
+def challenge(client, name: str, version: str, *, quality: str, measured_on: str, force: bool = False,
+              problem_hash: str | None = None, head: bool = True, why: str = "") -> PromotionResult:
+    """The one rule that moves a registered model's ``champion`` (heads and emulators):
+    ``version`` takes it when it has a current passing verdict
+    (``tracking.set_champion``: for a head, the release verdict on ``problem_hash``; for
+    an emulator, both gates) and is at least as good as the incumbent on the run metric
+    ``quality`` (lower is better) — compared only when both were measured on the same
+    ``measured_on`` tag value (the same held-out events or gate settings); a worse
+    version leaves the champion in place unless ``force`` (said in the reason). ``why``
+    starts the reason."""
+    previous = tracking.current_alias(client, name, tracking.CHAMPION)
+    score = run_metric(client, name, version, quality)
+    reason = why or f"version {version} passed all gates"
+    if score is not None:
+        reason += f" ({quality} {score:.4g})"
+    if previous is not None and previous != str(version):
+        inc_score = run_metric(client, name, previous, quality)
+        tags = [client.get_model_version(name, v).tags.get(measured_on) for v in (previous, version)]
+        comparable = inc_score is not None and score is not None and tags[0] is not None and tags[0] == tags[1]
+        if comparable and score > inc_score:
+            if not force:
+                reason = (f"version {version} passed all gates but its {quality} {score:.4g} is worse than champion "
+                          f"{previous}'s {inc_score:.4g} on the same {measured_on}; champion stays at {previous} "
+                          "(force=True overrides)")
+                return PromotionResult(champion=previous, previous=previous, changed=False, reason=reason)
+            reason += f"; FORCED over champion {previous} ({quality} {inc_score:.4g})"
+        elif comparable:
+            reason += f"; at least as good as champion {previous} ({quality} {inc_score:.4g})"
+        else:
+            reason += f"; champion {previous} has no {quality} on the same {measured_on} to compare with"
+    try:
+        tracking.set_champion(client, name, version, problem_hash, reason=reason, head=head)
+    except ValueError as e:  # no current passing verdict in the registry
+        return PromotionResult(champion=previous, previous=previous, changed=False, reason=str(e))
+    return PromotionResult(champion=str(version), previous=previous, changed=str(version) != previous, reason=reason)
 
 
 @flow(name="promote", log_prints=True)
@@ -69,30 +106,10 @@ def promote(config: PipelineConfig, outcomes: list[GateOutcome], force: bool = F
         logger.warning(reason)
         return PromotionResult(champion=previous, previous=previous, changed=False, reason=reason)
     best = min(eligible, key=rank_key)
-    reason = f"version {best.model.version} ({best.model.head_name}) passed all gates and ranks best of {len(eligible)}"
-    score = best.statistics.get(QUALITY)
-    if score is not None:
-        reason += f" (energy score {score:.4g})"
-    if previous is not None and previous != best.model.version:
-        inc_score, inc_oracle = incumbent_quality(client, name, previous)
-        oracle_hash = client.get_model_version(name, best.model.version).tags.get("oracle_hash")
-        comparable = inc_score is not None and score is not None and inc_oracle == oracle_hash
-        if comparable and score > inc_score:
-            if not force:
-                reason = (f"version {best.model.version} passed all gates but its energy score {score:.4g} is worse "
-                          f"than champion {previous}'s {inc_score:.4g} on the same held-out events; champion stays "
-                          f"at {previous} (force=True overrides)")
-                logger.warning(reason)
-                return PromotionResult(champion=previous, previous=previous, changed=False, reason=reason,
-                                       details={"eligible": [o.model.version for o in eligible]})
-            reason += f"; FORCED over champion {previous} (energy score {inc_score:.4g})"
-        elif comparable:
-            reason += f"; at least as good as champion {previous} (energy score {inc_score:.4g})"
-        else:
-            reason += f"; champion {previous} has no energy score on the same oracle store to compare with"
-    tracking.set_champion(client, name, best.model.version, problem_hash, reason=reason)
-    logger.info("champion of %s: %s -> %s (%s)", name, previous, best.model.version, reason)
-    return PromotionResult(
-        champion=best.model.version, previous=previous, changed=best.model.version != previous, reason=reason,
-        details={"eligible": [o.model.version for o in eligible]},
-    )
+    result = challenge(client, name, best.model.version, quality=f"gate.{QUALITY}", measured_on="oracle_hash",
+                       force=force, problem_hash=problem_hash,
+                       why=f"version {best.model.version} ({best.model.head_name}) passed all gates and ranks best "
+                           f"of {len(eligible)}")
+    (logger.info if result.champion == best.model.version else logger.warning)(
+        "champion of %s: %s -> %s (%s)", name, previous, result.champion, result.reason)
+    return result.model_copy(update={"details": {"eligible": [o.model.version for o in eligible]}})

@@ -15,6 +15,7 @@ from ._io import load_emulator as load_emulator
 from ._io import read_emulator_config as read_emulator_config
 from ._io import save_emulator as save_emulator
 from ._gates import EMULATOR_GATE_NAMES as EMULATOR_GATE_NAMES
+from ._gates import FORWARD as FORWARD
 from ._gates import EmulatorGateConfig as EmulatorGateConfig
 from ._gates import emulator_gates as emulator_gates
 from ._gates import emulator_gates_passed as emulator_gates_passed

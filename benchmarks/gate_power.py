@@ -64,7 +64,7 @@ from vardax_core.gates import (
 )
 from vardax_core.problems import batched_linear_gaussian_posterior, get_problem
 
-QUICK = {"seeds": 2, "events": 20, "runs": 100, "pool": 24, "quick_mcmc": True}
+QUICK = {"seeds": 2, "events": 12, "runs": 100, "pool": 16, "quick_mcmc": True}
 GATES = ("posterior_agreement", "adjoint_calibration", "sbc")
 
 

@@ -33,7 +33,7 @@ from vardax_core.data import write_pairs
 from vardax_core.gates import run_gates
 from vardax_core.oracle import open_oracle, solve_to_store
 
-QUICK = {"pairs": "2048", "seeds": 2, "events": 24, "quick": True}
+QUICK = {"pairs": "2048", "seeds": 2, "events": 12, "quick": True}
 
 
 def _load(args):

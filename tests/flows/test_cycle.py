@@ -501,7 +501,7 @@ def test_chaos_killing_reprocessing_leaves_a_complete_or_resumable_store(
     monkeypatch.setattr(flows.reprocess, "get_run_logger", _chaos._plain_logger)
     name = smoke.registered_model_name()
     v = str(client.get_model_version_by_alias(name, "champion").version)
-    catalogue = write_catalogue(smoke.problem.build(), str(tmp_path / "chaos.zarr"), n_events=400, seed=5,
+    catalogue = write_catalogue(smoke.problem.build(), str(tmp_path / "chaos.zarr"), n_events=240, seed=5,
                                 chunk_size=10)
     out = analyses_path(smoke, catalogue, dataset_hash(catalogue), v)
     variables = ("mean", "std", "quantiles", "samples")

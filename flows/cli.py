@@ -15,6 +15,10 @@
                                             a synthetic catalogue from the config's problem
     vardax reprocess --catalogue PATH [--config ...] [--n-samples 0] [--dask-address tcp://…]
                                             the champion over a catalogue (analyses store)
+    vardax assimilate [--config l96_full_dt005]
+                                            cycled DA on a twin of a published Lorenz-96
+                                            set-up (configs/twins/): every method's RMSE,
+                                            spread and PIT in Zarr, figures, summary
     vardax serve   [--port 4200]            Prefect server + deployments + worker (``make serve``)
     vardax ui      [--port 5000] [--config ...]
                                             the MLflow UI (``make ui``)
@@ -45,6 +49,8 @@ COMMANDS = {
     "catalogue": "write a synthetic catalogue of events from the config's problem",
     "reprocess": "run the champion over a catalogue into an analyses store (resumable; skipped if done)",
     "emulator": "steps 3-4: train and gate the neural emulator (--oracle: also its 4DVar against the oracle)",
+    "assimilate": "cycled data assimilation on a twin (configs/twins/): truth, forecasts and analyses by "
+                  "every configured method, results in Zarr, figures and a summary",
     "serve": "start a local Prefect server with the deployments applied and a process worker (Ctrl-C stops "
              "both)",
     "ui": "open the MLflow UI on the config's tracking store (Ctrl-C stops it and its workers)",
@@ -76,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=what, description=what)
         if name == "serve":
             p.add_argument("--port", type=int, default=4200, help="Prefect server port (default 4200)")
+            continue
+        if name == "assimilate":
+            p.add_argument("--config", default="l96_full_dt005",
+                           help="twin config path or name in configs/twins/ (default l96_full_dt005)")
             continue
         p.add_argument("--config", default=None if name == "ui" else "lorenz96",
                        help="config path or name in configs/ whose tracking store to show (default: the project's "
@@ -113,6 +123,16 @@ def main(argv: list[str] | None = None) -> int:
             servers.serve(args.port)
         else:
             servers.ui(args.port, args.config)
+        return 0
+    if args.command == "assimilate":
+        from .assimilation import assimilate, load_assimilation_config
+
+        try:
+            twin_config = load_assimilation_config(args.config)
+        except ConfigError as e:
+            print(f"vardax: {e}", file=sys.stderr)
+            return 2
+        assimilate(twin_config)
         return 0
     try:
         config = load_config(args.config)

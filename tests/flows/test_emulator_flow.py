@@ -78,7 +78,9 @@ def test_emulator_section_is_optional_off_by_default_and_validated():
         with pytest.raises(ConfigError, match=match):
             parse_config({**data, "emulator": bad})
     with pytest.raises(ConfigError, match="1D"):
-        parse_config({**data, "problem": {"name": "linear_gaussian_2d"}, "emulator": {}})
+        # the heads must fit the 2D problem (else their error comes first): a diagonal head
+        heads = [{**data["heads"][0], "head": {**data["heads"][0]["head"], "covariance": "diag"}}]
+        parse_config({**data, "problem": {"name": "linear_gaussian_2d"}, "heads": heads, "emulator": {}})
 
 
 # ---- the cycle with the flag on ------------------------------------------------------------------

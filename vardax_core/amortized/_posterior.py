@@ -198,6 +198,23 @@ class AmortizedPosterior(eqx.Module):
         std = jnp.std(samples, axis=1, ddof=1) if samples is not None and n_samples >= 2 else None
         return Posterior.create(mean, std=std, samples=samples, provenance=provenance)
 
+    def as_analysis_step(self, problem: Problem | None = None, *, n_draws: int = 0):
+        """This head as the analysis step of a forecast–analysis cycle
+        (:class:`vardax_core.cycle.BackgroundConditionedStep`): each cycle, the head's
+        posterior of the window start given (x_b, y) — x_b the previous analysis, y the
+        cycle's observations — carried to the analysis time. ``problem`` (default: rebuilt
+        from the model's config) must be the background-conditioned problem the head was
+        trained on (same hash), e.g. ``lorenz96_cycling``. ``n_draws``: 0 for a Gaussian
+        head's own covariance, else the covariance of that many draws (flow, score)."""
+        from ..cycle import AmortizedAnalyser, BackgroundConditionedStep
+        from ..problems import problem_from_config
+
+        problem = problem_from_config(self.config["problem"]) if problem is None else problem
+        if problem.hash != self.problem_hash:
+            raise ValueError(f"as_analysis_step: `problem` (hash {problem.hash}) is not the problem this head "
+                             f"was trained on (hash {self.problem_hash})")
+        return BackgroundConditionedStep(problem, AmortizedAnalyser(self, n_draws))
+
 
 _COMPILED: dict = {}
 

@@ -5,6 +5,10 @@ climatology, the 4DVar oracle over a sliding window — and the driver
 (:func:`run_cycle`) that runs forecast and analysis in one ``lax.scan`` and reports
 per-cycle RMSE, spread and the truth's PIT (:class:`CycleResult`)."""
 
+from ._conditioned import AmortizedAnalyser as AmortizedAnalyser
+from ._conditioned import AbstractWindowAnalyser as AbstractWindowAnalyser
+from ._conditioned import BackgroundConditionedStep as BackgroundConditionedStep
+from ._conditioned import OracleAnalyser as OracleAnalyser
 from ._driver import PIT_BINS as PIT_BINS
 from ._driver import CycleResult as CycleResult
 from ._driver import run_cycle as run_cycle

@@ -26,6 +26,7 @@ from ._observation import Subsample as Subsample
 from ._observation import TanhObservation as TanhObservation
 from ._prior import GaussianPrior as GaussianPrior
 from ._problem import Problem as Problem
+from ._registry import free_run_climatology as free_run_climatology
 from ._registry import get_problem as get_problem
 from ._registry import list_problems as list_problems
 from ._registry import problem_defaults as problem_defaults

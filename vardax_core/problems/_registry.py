@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._advection_diffusion import AdvectionDiffusion1D, AdvectionDiffusion2D
-from ._covariance import CirculantCovariance, DiagonalCovariance
+from ._covariance import CirculantCovariance, DenseCovariance, DiagonalCovariance
 from ._lorenz63 import Lorenz63
 from ._lorenz96 import Lorenz96
 from ._noise import GaussianNoise
@@ -121,6 +121,16 @@ def _spinup(model, x0: np.ndarray, n_steps: int) -> np.ndarray:
     return np.asarray(x)
 
 
+def free_run_climatology(model, x0, n_steps: int, spinup: int):
+    """A free run of ``model`` from ``x0``: (the states after ``spinup`` steps, (n_steps −
+    spinup, n); their mean (n,) and covariance (n, n)) — a model's climatology."""
+    if not 0 <= spinup < n_steps - 1:
+        raise ValueError(f"free_run_climatology: need 0 <= spinup < n_steps - 1, got {spinup}, {n_steps}")
+    run = np.asarray(jax.jit(lambda x: model.rollout(x, n_steps))(jnp.asarray(x0, dtype=jnp.float64)))
+    run = run[spinup + 1:].reshape(n_steps - spinup, -1)
+    return run, run.mean(axis=0), np.cov(run.T)
+
+
 @register_problem("linear_gaussian")
 def linear_gaussian(
     n: int = 10,
@@ -146,6 +156,30 @@ def linear_gaussian(
         fwd, Subsample((n,), obs_stride), prior, GaussianNoise(noise_std),
         n_steps, regular_schedule(n_steps, obs_every), missing_fraction,
     )
+
+
+@register_problem("linear_gaussian_cycling")
+def linear_gaussian_cycling(
+    n: int = 10,
+    velocity: float = 1.0,
+    diffusivity: float = 0.1,
+    dt: float = 0.2,
+    steps_per_cycle: int = 2,
+    prior_std: float = 2.0,
+    length_scale: float = 1.5,
+    background_std: float = 0.5,
+    noise_std: float = 0.3,
+) -> Problem:
+    """The background-conditioned analysis of a linear-Gaussian cycle (advection–diffusion
+    on a ring of ``n``): observation row 0 is the background x_b = x₀ + η at the window
+    start (η ~ N(0, σ_b² I)), row 1 the whole state ``steps_per_cycle`` steps later with
+    noise σ_o; a broad correlated prior (std ``prior_std``). Linear and Gaussian: the
+    posterior given (x_b, y) is known exactly — the test problem of background-conditioned
+    heads (the linear twin of ``lorenz96_cycling``)."""
+    fwd = AdvectionDiffusion1D(n, velocity, diffusivity, dt)
+    prior = GaussianPrior(jnp.zeros(n), CirculantCovariance.from_length_scale((n,), prior_std, length_scale))
+    noise = GaussianNoise(jnp.asarray([[float(background_std)], [float(noise_std)]]))
+    return Problem(fwd, Subsample((n,), 1), prior, noise, steps_per_cycle, (0, steps_per_cycle))
 
 
 @register_problem("linear_gaussian_2d")
@@ -212,6 +246,39 @@ def lorenz96(
     return Problem(
         fwd, obs, prior, GaussianNoise(noise_std), n_steps, regular_schedule(n_steps, obs_every), missing_fraction
     )
+
+
+@register_problem("lorenz96_cycling")
+def lorenz96_cycling(
+    n: int = 40,
+    forcing: float = 8.0,
+    dt: float = 0.05,
+    steps_per_cycle: int = 1,
+    background_std: float = 0.5,
+    noise_std: float = 1.0,
+    climatology_steps: int = 20000,
+    climatology_spinup: int = 2000,
+) -> Problem:
+    """The analysis of a Lorenz-96 forecast–analysis cycle, where the background varies
+    per event. The unknown x₀ is the state at the window start; the observations have
+    T = 2 rows over the 40 variables:
+
+        row 0 (window start):            x_b = x₀ + η,        η ~ N(0, σ_b² I)  (the forecast)
+        row 1 (``steps_per_cycle`` later): y = M^s(x₀) + ε,   ε ~ N(0, σ_o² I)  (every variable)
+
+    so a head conditioned on (y, mask) is conditioned on (x_b, y), and the oracle's cost
+    is the cycle's 4D-Var cost J = ½‖x₀ − x_b‖²/σ_b² + ½‖y − M^s(x₀)‖²/σ_o² plus the
+    prior's term. The prior is the model's climatology N(μ_c, C_c) (mean and covariance
+    of a free run of ``climatology_steps`` after ``climatology_spinup``): states are drawn
+    from it, backgrounds around them. Defaults: the all-observed, every-0.05 twin
+    (``vardax_core.cycle.PUBLISHED_TWINS["l96_full_dt005"]``)."""
+    fwd = Lorenz96(n=n, forcing=forcing, dt=dt)
+    x_init = np.full(n, forcing)
+    x_init[0] += 0.01
+    _, mean, cov = free_run_climatology(fwd, x_init, climatology_steps, climatology_spinup)
+    prior = GaussianPrior(jnp.asarray(mean), DenseCovariance.from_matrix(0.5 * (cov + cov.T)))
+    noise = GaussianNoise(jnp.asarray([[float(background_std)], [float(noise_std)]]))
+    return Problem(fwd, Subsample((n,), 1), prior, noise, steps_per_cycle, (0, steps_per_cycle))
 
 
 @register_problem("lorenz63")

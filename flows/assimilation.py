@@ -13,12 +13,11 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import yaml
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field, PositiveInt, ValidationError, model_validator
 
-from .config import CONFIG_DIR, ConfigError, _format, _Model, vardax_home
+from .config import CONFIG_DIR, ConfigError, _format, _Model, read_yaml_config, vardax_home
 
 TWIN_CONFIG_DIR = CONFIG_DIR / "twins"
 
@@ -126,16 +125,7 @@ class AssimilationConfig(_Model):
 
 def load_assimilation_config(name_or_path: str | os.PathLike) -> AssimilationConfig:
     """Load by path, or by name from ``configs/twins/``; errors name the field."""
-    path = Path(name_or_path)
-    if not path.exists():
-        path = TWIN_CONFIG_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
-            names = sorted(p.stem for p in TWIN_CONFIG_DIR.glob("*.yaml"))
-            raise ConfigError(f"no twin config {str(name_or_path)!r} (named twin configs: {names})")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a YAML mapping")
+    data = read_yaml_config(name_or_path, TWIN_CONFIG_DIR, "twin config")
     try:
         return AssimilationConfig.model_validate(data)
     except ValidationError as err:

@@ -451,17 +451,22 @@ def parse_config(data: dict) -> PipelineConfig:
         raise ConfigError(_format(err)) from None
 
 
-def load_config(name_or_path: str | os.PathLike) -> PipelineConfig:
-    """Load a YAML config by path or by name from ``configs/`` (``"lorenz96"``)."""
+def read_yaml_config(name_or_path: str | os.PathLike, directory: Path = CONFIG_DIR, what: str = "config") -> dict:
+    """The YAML mapping at a path, or of the file ``<name>.yaml`` in ``directory``."""
     path = Path(name_or_path)
     if not path.exists():
-        candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+        candidate = directory / f"{name_or_path}.yaml"
         if not candidate.exists():
-            available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-            raise ConfigError(f"no config file {str(name_or_path)!r} (named configs: {available})")
+            available = sorted(p.stem for p in directory.glob("*.yaml"))
+            raise ConfigError(f"no {what} file {str(name_or_path)!r} (named {what}s: {available})")
         path = candidate
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a YAML mapping")
-    return parse_config(data)
+    return data
+
+
+def load_config(name_or_path: str | os.PathLike) -> PipelineConfig:
+    """Load a YAML config by path or by name from ``configs/`` (``"lorenz96"``)."""
+    return parse_config(read_yaml_config(name_or_path))

@@ -120,3 +120,24 @@ def test_climatology_ignores_the_observations(twin):
     var = jnp.diagonal(jnp.asarray(P0))
     res = run_cycle(setup, Climatology(p.prior.mean, var), truth, y, mask, p.prior.mean, jax.random.key(0))
     np.testing.assert_allclose(res.analysis, np.broadcast_to(p.prior.mean, res.analysis.shape))
+
+
+def test_bad_settings_and_inputs_are_refused_by_name(twin):
+    from vardax_core.cycle import get_twin
+
+    p, setup, truth, y, mask, P0 = twin
+    l96 = get_twin("l96_full_dt005").setup(n_cycles=5, burn_in=0)
+    with pytest.raises(ValueError, match="KalmanFilter needs a linear"):
+        run_cycle(l96, KalmanFilter(jnp.eye(40)), jnp.zeros((6, 40)), jnp.zeros((5, 40)), jnp.ones((5, 40), bool),
+                  jnp.zeros(40), jax.random.key(0))
+    with pytest.raises(ValueError, match="`inflation` must be >= 1"):
+        EnsembleKalmanFilter(10, inflation=0.9)
+    with pytest.raises(ValueError, match="`initial_cov` must have shape"):
+        run_cycle(setup, KalmanFilter(jnp.eye(3)), truth, y, mask, p.prior.mean, jax.random.key(0))
+    with pytest.raises(ValueError, match="`y` must have shape"):
+        run_cycle(setup, KalmanFilter(jnp.asarray(P0)), truth, y[1:], mask, p.prior.mean, jax.random.key(0))
+    with pytest.raises(ValueError, match="non-finite values at observed positions"):
+        run_cycle(setup, KalmanFilter(jnp.asarray(P0)), truth, jnp.where(mask, jnp.nan, y), mask, p.prior.mean,
+                  jax.random.key(0))
+    with pytest.raises(ValueError, match="`burn_in` must be in"):
+        TwinSetup(p.forward, p.obs_op, p.noise, steps_per_cycle=1, n_cycles=5, burn_in=5)

@@ -5,20 +5,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..problems import AbstractLinearForwardModel, AbstractLinearObservationOperator, DenseCovariance, GaussianPrior
-from ..problems._closed_form import _posterior_one
+from ..problems import DenseCovariance, GaussianPrior
+from ..problems._closed_form import _posterior_one, require_linear
 from ._step import AbstractAnalysisStep
-from ._twin import TwinSetup
-
-
-def _require_linear(setup: TwinSetup) -> None:
-    if not isinstance(setup.model, AbstractLinearForwardModel) or not isinstance(
-        setup.obs_op, AbstractLinearObservationOperator
-    ):
-        raise ValueError(
-            f"KalmanFilter needs a linear model and observation operator, got "
-            f"{type(setup.model).__name__} and {type(setup.obs_op).__name__}"
-        )
 
 
 def gaussian_prior(mean, cov) -> GaussianPrior:
@@ -41,7 +30,7 @@ class KalmanFilter(AbstractAnalysisStep):
     model_error: Float[Array, "n n"] | None = None
 
     def init(self, setup, background, key):
-        _require_linear(setup)
+        require_linear(setup.model, setup.obs_op, "KalmanFilter")
         n = setup.n_state
         if self.initial_cov.shape != (n, n):
             raise ValueError(f"KalmanFilter: `initial_cov` must have shape {(n, n)}, got {self.initial_cov.shape}")

@@ -24,14 +24,17 @@ from ._observation import AbstractLinearObservationOperator
 from ._problem import Problem
 
 
-def _require_linear(problem: Problem) -> None:
-    if not isinstance(problem.forward, AbstractLinearForwardModel) or not isinstance(
-        problem.obs_op, AbstractLinearObservationOperator
-    ):
+def require_linear(forward, obs_op, who: str) -> None:
+    """Raise ``ValueError`` (naming ``who``) unless the model and operator are linear."""
+    if not isinstance(forward, AbstractLinearForwardModel) or not isinstance(obs_op, AbstractLinearObservationOperator):
         raise ValueError(
-            f"closed-form posterior needs a linear forward model and observation operator; "
-            f"problem {problem.name!r} has {type(problem.forward).__name__} and {type(problem.obs_op).__name__}"
+            f"{who} needs a linear forward model and observation operator, got "
+            f"{type(forward).__name__} and {type(obs_op).__name__}"
         )
+
+
+def _require_linear(problem: Problem) -> None:
+    require_linear(problem.forward, problem.obs_op, f"the closed-form posterior of problem {problem.name!r}")
 
 
 def window_matrix(problem: Problem) -> Float[Array, "n_obs n_state"]:

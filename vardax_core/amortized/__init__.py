@@ -37,6 +37,7 @@ from ._posterior import layout_of as layout_of
 from ._posterior import posterior_from_config as posterior_from_config
 from ._posterior import posterior_skeleton as posterior_skeleton
 from ._posterior import resolve_model_config as resolve_model_config
+from ._realtime import RealtimeAnalysis as RealtimeAnalysis
 from ._simulated import SimulationBudget as SimulationBudget
 from ._simulated import fit_simulated as fit_simulated
 from ._standardize import Standardizer as Standardizer

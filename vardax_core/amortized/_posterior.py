@@ -215,6 +215,14 @@ class AmortizedPosterior(eqx.Module):
                              f"was trained on (hash {self.problem_hash})")
         return BackgroundConditionedStep(problem, AmortizedAnalyser(self, n_draws))
 
+    def realtime(self, *, draws: int = 0, key=None):
+        """A :class:`~vardax_core.amortized.RealtimeAnalysis` of single events (T,
+        *obs_shape) → point estimate (*state) [and ``draws`` samples], compiled now,
+        checked now, not per call."""
+        from ._realtime import RealtimeAnalysis
+
+        return RealtimeAnalysis(self, draws=draws, key=key)
+
 
 _COMPILED: dict = {}
 

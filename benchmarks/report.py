@@ -40,6 +40,8 @@ TITLES = {
     "heads": "The default lorenz96 head: accuracy against training pairs, gates over seeds",
     "reprocess": "Catalogue reprocessing",
     "emulator": "Emulator vs physics",
+    "cycling": "Cycled DA: twins of published Lorenz-96 set-ups, and a head as the analysis step",
+    "latency": "Single-event analysis latency (the real-time path)",
 }
 
 

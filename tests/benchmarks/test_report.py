@@ -64,7 +64,7 @@ def notes(tmp_path):
 def test_benchmark_names_are_the_scripts_but_helpers_and_the_report():
     names = report.benchmark_names()
     assert names == ["simulate", "oracle", "oracle_workers", "amortized", "heads", "gates", "gate_power", "reprocess",
-                     "emulator"], names
+                     "emulator", "cycling", "latency"], names
     assert sorted(names) == sorted(p.stem for p in BENCH_DIR.glob("*.py")
                                    if not p.stem.startswith("_") and p.stem != "report")
 

@@ -1,13 +1,15 @@
 """Real-time latency of one analysis: the public call, the RealtimeAnalysis path and the
 bare network arithmetic of each head, on single lorenz96 events.
 
-Run: .venv/bin/python benchmarks/latency.py [--calls N] [--heads gaussian,flow,score]
+Run: .venv/bin/python benchmarks/latency.py [--calls N] [--heads gaussian,flow,score,analysis-step]
          [--dispatch async|sync|both] [--quick] [--json PATH]
 
 On lorenz96 (default configuration: state 40, observations 5 × 20) each head with the
-default architecture (``build_posterior(problem, {"head": {"type": ...}})``; untrained
-weights: the speed does not depend on them) analyses single events, 16 simulated ones
-cycled, every array already on the device. Three ways, each call blocked with
+default architecture (``build_posterior(problem, {"head": {"type": ...}})``), and the
+cycle's analysis step (``analysis-step``: the head of configs/lorenz96-cycling.yaml on
+lorenz96_cycling, observations 2 × 40), untrained (the speed does not depend on the
+weights), analyses single events, 16 simulated ones cycled, every array already on the
+device. Three ways, each call blocked with
 ``block_until_ready``:
 
 (a) public: ``model(y[None], mask[None])`` — input checks (one host sync), the model
@@ -89,15 +91,30 @@ def time_calls(calls: dict, n: int) -> dict:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+#: head name → (problem, model config): the default architecture of each head type on
+#: lorenz96, and the analysis step of the cycle (configs/lorenz96-cycling.yaml's head on the
+#: background-conditioned problem; moment form: its point estimate is the trunk's mean)
+HEADS = {
+    "gaussian": ("lorenz96", {"head": {"type": "gaussian"}}),
+    "flow": ("lorenz96", {"head": {"type": "flow"}}),
+    "score": ("lorenz96", {"head": {"type": "score"}}),
+    "analysis-step": ("lorenz96_cycling", {"encoder": {"type": "conv1d", "features": 128},
+                                           "head": {"type": "gaussian", "covariance": "full", "obs_precision": False}}),
+}
+
+
 def measure(args, heads: list[str]) -> dict:
     """{head: medians, 90th percentiles (ms) and compile seconds} in this process."""
-    p = get_problem("lorenz96")
-    _, y, mask = p.simulate(jax.random.key(2026), EVENTS)
-    ys = [jax.device_put(np.asarray(y[i])) for i in range(EVENTS)]
-    ms = [jax.device_put(np.asarray(mask[i])) for i in range(EVENTS)]
     stats = {}
     for head in heads:
-        model = build_posterior(p, {"head": {"type": head}}, jax.random.key(0))
+        if head not in HEADS:
+            raise SystemExit(f"--heads: unknown head {head!r}; known: {', '.join(HEADS)}")
+        problem, config = HEADS[head]
+        p = get_problem(problem)
+        _, y, mask = p.simulate(jax.random.key(2026), EVENTS)
+        ys = [jax.device_put(np.asarray(y[i])) for i in range(EVENTS)]
+        ms = [jax.device_put(np.asarray(mask[i])) for i in range(EVENTS)]
+        model = build_posterior(p, config, jax.random.key(0))
         fns = paths(model, ys, ms)
         times = time_calls({k: f for k, (f, _) in fns.items()}, args.calls)
         stats[head] = {"median_ms": {k: float(np.median(v)) * 1e3 for k, v in times.items()},
@@ -123,7 +140,7 @@ def sync_child(args) -> dict:
 def main():
     ap = parser(__doc__.splitlines()[0], QUICK)
     ap.add_argument("--calls", type=int, default=1000, help="warm calls timed per path and head")
-    ap.add_argument("--heads", default="gaussian,flow,score")
+    ap.add_argument("--heads", default=",".join(HEADS), help=f"comma-separated, of: {', '.join(HEADS)}")
     ap.add_argument("--dispatch", choices=["async", "sync", "both"], default="both",
                     help="JAX's CPU dispatch: async (the default), sync (jax_cpu_enable_async_dispatch off), "
                          "both (sync measured in a child process)")
@@ -151,7 +168,8 @@ def main():
                          "yes" if med["realtime"] <= TARGET_MS else "no", Num(s["realtime_compile_s"], ".1f", " s")])
     print(f"machine: {machine()}; not pinned; load average {load0:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end")
-    rec.line(f"lorenz96 default (state 40, 5 × 20 observations), default architecture per head, untrained; "
+    rec.line(f"lorenz96 default (state 40, 5 × 20 observations), default architecture per head, and the cycle's "
+             f"analysis step (lorenz96_cycling, 2 × 40 observations, conv1d encoder, Gaussian in moment form), untrained; "
              f"single events, every call blocked; {args.calls} warm calls per path after {WARMUP}, interleaved "
              f"in {BLOCKS} blocks; (a) public model(y[None], mask[None]), (b) model.realtime()(y, mask), "
              f"(c) the head's point alone on precomputed features (compiled ahead of time). CPU dispatch: async is "

@@ -138,7 +138,8 @@ def amortized_in_the_loop(rec: Record, args, free) -> None:
     o, h = out["4DVar oracle"], out["amortized Gaussian head"]
     rec.target("head RMSE within 10 % of the oracle's in the same loop", Num(h["rmse_a"] / o["rmse_a"], ".3f"),
                "<= 1.10", h["rmse_a"] <= 1.1 * o["rmse_a"])
-    rec.target("head spread / RMSE", Num(h["spread_ratio"], ".2f"), "in [0.9, 1.1]", 0.9 <= h["spread_ratio"] <= 1.1)
+    off = abs(h["spread_ratio"] - 1)
+    rec.target(f"head spread / RMSE {h['spread_ratio']:.3f}: abs(spread / RMSE − 1)", Num(off, ".3f"), "<= 0.1", off <= 0.1)
     rec.target("head speed-up per analysis over the oracle", ratio(o["per_analysis_s"] / h["per_analysis_s"]),
                ">= 1000x", o["per_analysis_s"] >= 1000 * h["per_analysis_s"])
 
@@ -196,8 +197,9 @@ def main(argv=None):
                          None if pub is None else Num(s["rmse_a"] / pub, ".2f"), Num(s["spread_ratio"], ".2f"),
                          Num(s["coverage_90"], ".2f"), Num(per_analysis * 1e3, ".3g", " ms")])
             if label == "EnKF" and pub is not None:
-                rec.target(f"{name}: EnKF RMSE within 10 % of the published {pub}", Num(s["rmse_a"], ".3f"),
-                           f"{0.9 * pub:.3f} to {1.1 * pub:.3f}", abs(s["rmse_a"] / pub - 1) <= 0.1)
+                off = abs(s["rmse_a"] / pub - 1)
+                rec.target(f"{name}: EnKF RMSE {s['rmse_a']:.3f} against the published {pub}: abs(ours / published − 1)",
+                           Num(off, ".3f"), "<= 0.1", off <= 0.1)
         ours = {label for label, _, _ in candidates(twin, C, mu)}
         for key_pub, value in twin.published.items():
             if not any(r[0] == key_pub for r in rows):

@@ -56,9 +56,9 @@ from vardax_core.cycle import (
     lorenz96_climatology, run_cycle,
 )
 
-ALPHAS = (0.01, 0.02, 0.04)
-ALPHAS_4DVAR = (0.02, 0.05)
-INFLATIONS = (1.01, 1.02, 1.04)
+ALPHAS = (0.01, 0.02, 0.04, 0.1, 0.3)
+ALPHAS_4DVAR = (0.01, 0.02, 0.05)
+INFLATIONS = (1.01, 1.02, 1.04, 1.08, 1.15)
 N_MEMBERS = 40
 TUNE_START, EVAL_START = 5000, 15000
 #: the head of configs/lorenz96-cycling.yaml: periodic convolutions over the ring, full

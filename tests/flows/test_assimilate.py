@@ -18,9 +18,19 @@ SMALL = {
 
 
 def test_named_twin_configs_load():
-    cfg = load_assimilation_config("l96_full_dt005")
-    assert cfg.twin == "l96_full_dt005" and {"enkf", "4dvar", "3dvar"} <= set(cfg.methods)
-    assert cfg.methods["4dvar"].build.__name__ == "build"
+    """One named config per published twin, each loading and building its steps."""
+    import jax.numpy as jnp
+
+    from flows.assimilation import TWIN_CONFIG_DIR
+    from vardax_core.cycle import PUBLISHED_TWINS
+
+    names = sorted(p.stem for p in TWIN_CONFIG_DIR.glob("*.yaml"))
+    assert names == sorted(PUBLISHED_TWINS)
+    for name in names:
+        cfg = load_assimilation_config(name)
+        assert cfg.twin == name and "enkf" in cfg.methods
+        for spec in cfg.methods.values():
+            spec.build(jnp.zeros(40), jnp.eye(40))
 
 
 @pytest.mark.parametrize("change, where", [

@@ -11,8 +11,10 @@ from .._checks import check_positive
 
 
 class GaussianNoise(eqx.Module):
-    """Independent Gaussian errors; ``std`` is a scalar or broadcasts against one time's
-    observations (``obs_shape``)."""
+    """Independent Gaussian errors; ``std`` is a scalar or broadcasts against one event's
+    observations (T, *obs_shape): per position (``obs_shape``) or per observation time
+    (T, 1, …), as the background-conditioned problems use (background row σ_b, observation
+    row σ_o)."""
 
     std: Float[Array, "*obs"]
 

@@ -60,8 +60,7 @@ def head(twin):
     """A full-covariance Gaussian head on the identity encoder's features, linear (depth
     0, the moment form: mean linear in (x_b, y) through the skip path, constant Cholesky
     factor) — the exact posterior given (x_b, y) is representable — trained on 10^6 fresh
-    pairs. The settings were chosen on other gate events (tuning keys 777/778; training
-    seeds 0-4 then passed all three gates 5 of 5 on gate keys 5000+s/6000+s)."""
+    pairs. The settings were chosen on other gate events than the test's (keys apart)."""
     from vardax_core.amortized import build_posterior, fit_simulated
 
     p = twin[0]

@@ -27,13 +27,14 @@ export PYTHONUNBUFFERED ?= 1
 export VARDAX_PROJECT_DIR := $(CURDIR)
 export JAX_COMPILATION_CACHE_DIR ?= $(VARDAX_HOME)/jax-cache
 
-.PHONY: help setup test test-fast cycle bench serve ui clean
+.PHONY: help setup test test-fast cycle bench dapper-venv serve ui clean
 
 help:
 	@echo "make cycle   install (if needed) and run the six-step cycle on $(CONFIG)"
 	@echo "make test    install (if needed) and run the test suite"
 	@echo "make setup   create $(VENV) and install the project with dev extras (idempotent)"
 	@echo "make bench   run every benchmark under benchmarks/, regenerate benchmarks/RESULTS.md (BENCH_QUICK=1: tiny)"
+	@echo "make dapper-venv  DAPPER in its own environment (the side-by-side EnKF of make bench; built by it)"
 	@echo "make serve   a local Prefect server with the deployments and a worker (UI on :$(PREFECT_PORT))"
 	@echo "make ui      the MLflow UI on the project's store (:$(MLFLOW_PORT))"
 
@@ -84,13 +85,26 @@ ui: setup
 # benchmarks/figures/ regenerated from that run (benchmarks/_runner.py). BENCH_QUICK=1: tiny
 # sizes (not representative); the report then goes to $(BENCH_OUT)/RESULTS.md unless
 # BENCH_REPORT says otherwise. BENCH_OUT: the run folder (default $(VARDAX_HOME)/bench/<UTC time>).
+# A full run also builds DAPPER's environment (the side-by-side EnKF of benchmarks/cycling.py);
+# a quick run does without it.
 BENCH_QUICK ?=
 BENCH_OUT ?=
 BENCH_REPORT ?=
-bench: setup
+QUICK := $(filter 1 yes true,$(BENCH_QUICK))
+bench: setup $(if $(QUICK),,dapper-venv)
 	@mkdir -p $(MPLCONFIGDIR)
-	$(PY) benchmarks/_runner.py $(if $(filter 1 yes true,$(BENCH_QUICK)),--quick) \
+	$(if $(QUICK),,VARDAX_DAPPER_PYTHON=$(DAPPER_PY)) $(PY) benchmarks/_runner.py $(if $(QUICK),--quick) \
 		$(if $(BENCH_OUT),--out $(BENCH_OUT)) $(if $(BENCH_REPORT),--report $(BENCH_REPORT))
+
+# DAPPER (benchmarks/dapper-requirements.txt) in its own environment under $(VARDAX_HOME), made
+# with the project's interpreter and uv; rebuilt when the requirements change.
+DAPPER_VENV ?= $(VARDAX_HOME)/dapper-venv
+DAPPER_PY := $(DAPPER_VENV)/bin/python
+dapper-venv: $(DAPPER_VENV)/.installed-stamp
+$(DAPPER_VENV)/.installed-stamp: benchmarks/dapper-requirements.txt | $(STAMP)
+	@test -x $(DAPPER_PY) || $(PY) -m venv $(DAPPER_VENV)
+	$(VENV)/bin/uv pip install -q --python $(DAPPER_PY) -r benchmarks/dapper-requirements.txt
+	@touch $@
 
 clean:
 	rm -rf $(VARDAX_HOME) .pytest_cache

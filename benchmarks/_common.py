@@ -128,6 +128,23 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def peak_flops() -> tuple[float, str]:
+    """An upper bound on this machine's float64 rate (flop/s) and how it was computed:
+    cores in the CPU affinity × the clock /proc/cpuinfo reports × flops per cycle per
+    core at the widest vector unit its flags name, with two FMA units (AVX-512: 2 × 8
+    doubles × 2 = 32; AVX2/FMA: 16; otherwise 4). Turbo above the reported clock is not
+    counted; everything else is generous, so a time derived from it is a floor."""
+    info = _read("/proc/cpuinfo")
+    mhz = next((float(line.split(":", 1)[1]) for line in info.splitlines() if line.startswith("cpu MHz")), None)
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    per_cycle, unit = (32, "AVX-512") if "avx512f" in flags else (16, "AVX2/FMA") if "fma" in flags else (4, "SSE2")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if mhz is None:
+        return float("nan"), "no clock in /proc/cpuinfo"
+    peak = cores * mhz * 1e6 * per_cycle
+    return peak, f"{cores} cores × {mhz:,.0f} MHz × {per_cycle} flop/cycle ({unit}, 2 FMA units) = {peak / 1e9:,.0f} GFLOP/s"
+
+
 def _memory_gib() -> float | None:
     for line in _read("/proc/meminfo").splitlines():
         if line.startswith("MemTotal:"):

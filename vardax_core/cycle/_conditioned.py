@@ -82,7 +82,10 @@ class BackgroundConditionedStep(AbstractAnalysisStep):
     tangent linear of M^s at x₀*.
 
     State: ``start`` (the next window's background), ``mean`` and ``var`` (the estimate
-    of the current state)."""
+    of the current state). The forecast carries ``var`` unchanged: the window problem's
+    background error is its own fixed σ_b (``problem.noise.std[0]``), so no forecast
+    covariance enters the analysis and none is propagated — this step's ``spread_f`` is
+    the previous analysis spread, not a forecast spread."""
 
     problem: Problem
     analyser: AbstractWindowAnalyser

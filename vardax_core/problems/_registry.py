@@ -158,6 +158,15 @@ def linear_gaussian(
     )
 
 
+def _background_conditioned(fwd, prior, background_std: float, noise_std: float, steps_per_cycle: int) -> Problem:
+    """A background-conditioned window problem over the whole state of ``fwd``: row 0 the
+    background at the window start (noise σ_b), row 1 every variable ``steps_per_cycle``
+    steps later (noise σ_o)."""
+    n = prior.mean.shape
+    noise = GaussianNoise(jnp.asarray([[float(background_std)], [float(noise_std)]]))
+    return Problem(fwd, Subsample(n, 1), prior, noise, steps_per_cycle, (0, steps_per_cycle))
+
+
 @register_problem("linear_gaussian_cycling")
 def linear_gaussian_cycling(
     n: int = 10,
@@ -178,8 +187,7 @@ def linear_gaussian_cycling(
     heads (the linear twin of ``lorenz96_cycling``)."""
     fwd = AdvectionDiffusion1D(n, velocity, diffusivity, dt)
     prior = GaussianPrior(jnp.zeros(n), CirculantCovariance.from_length_scale((n,), prior_std, length_scale))
-    noise = GaussianNoise(jnp.asarray([[float(background_std)], [float(noise_std)]]))
-    return Problem(fwd, Subsample((n,), 1), prior, noise, steps_per_cycle, (0, steps_per_cycle))
+    return _background_conditioned(fwd, prior, background_std, noise_std, steps_per_cycle)
 
 
 @register_problem("linear_gaussian_2d")
@@ -277,8 +285,7 @@ def lorenz96_cycling(
     x_init[0] += 0.01
     _, mean, cov = free_run_climatology(fwd, x_init, climatology_steps, climatology_spinup)
     prior = GaussianPrior(jnp.asarray(mean), DenseCovariance.from_matrix(0.5 * (cov + cov.T)))
-    noise = GaussianNoise(jnp.asarray([[float(background_std)], [float(noise_std)]]))
-    return Problem(fwd, Subsample((n,), 1), prior, noise, steps_per_cycle, (0, steps_per_cycle))
+    return _background_conditioned(fwd, prior, background_std, noise_std, steps_per_cycle)
 
 
 @register_problem("lorenz63")

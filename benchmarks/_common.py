@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -41,6 +42,19 @@ def wall_and_cpu(fn, repeat: int = 3) -> tuple[float, float]:
         fn()
         runs.append((time.perf_counter() - t, time.process_time() - c))
     return min(runs)
+
+
+def median_call_seconds(fn, n: int, events: int = 1, warmup: int = 0) -> float:
+    """Median wall time of ``n`` calls of ``fn(i)`` (i = call index modulo ``events``, e.g.
+    a single event each), after ``warmup`` untimed calls; ``fn`` must block."""
+    for i in range(warmup):
+        fn(i % events)
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i % events)
+        times.append(time.perf_counter() - t)
+    return float(statistics.median(times))
 
 
 def best_of(fn, repeat: int = 3) -> float:

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vardax_core  # noqa: F401  (float64)
-from _common import Num, Record, best_of, machine, parse_args, parser, ratio
+from _common import Num, Record, best_of, machine, median_call_seconds, parse_args, parser, ratio
 from vardax_core.amortized import build_posterior, fit
 from vardax_core.data import write_pairs
 from vardax_core.oracle import IncrementalFourDVar, StrongFourDVar
@@ -66,17 +66,6 @@ def timed_first(fn):
     t = time.perf_counter()
     out = fn()
     return time.perf_counter() - t, out
-
-
-def latency(fn, events: int, n: int = 5) -> float:
-    """Median wall time of ``n`` warm calls of ``fn(i)`` (a single event each, event i of
-    ``events``, cycling when there are fewer than ``n``)."""
-    times = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i % events)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def oracle_rate(solver, problem, y, mask):
@@ -169,7 +158,7 @@ def main():
             c_pt, _ = timed_first(lambda: post(y, mask).block_until_ready())
             t_pt = best_of(lambda: post(y, mask).block_until_ready())
             post(y[:1], mask[:1]).block_until_ready()  # compile the single-event shape
-            lat_pt = latency(lambda i: post(y[i : i + 1], mask[i : i + 1]).block_until_ready(), len(y))
+            lat_pt = median_call_seconds(lambda i: post(y[i : i + 1], mask[i : i + 1]).block_until_ready(), 5, len(y))
             rows.append((name, "point estimate", args.events, c_pt, lat_pt, args.events / t_pt))
             sweeps[name] = sweep(post, y, mask, sizes, args.sweep_events)
 
@@ -178,8 +167,8 @@ def main():
             c_s, _ = timed_first(lambda: post.sample(ys, ms, key, S).block_until_ready())
             t_s = best_of(lambda: post.sample(ys, ms, key, S).block_until_ready())
             post.sample(ys[:1], ms[:1], key, S).block_until_ready()
-            lat_s = latency(lambda i: post.sample(ys[i : i + 1], ms[i : i + 1], jax.random.fold_in(key, i),
-                                                  S).block_until_ready(), len(ys))
+            lat_s = median_call_seconds(lambda i: post.sample(ys[i : i + 1], ms[i : i + 1], jax.random.fold_in(key, i),
+                                                              S).block_until_ready(), 5, len(ys))
             rows.append((name, f"{S} samples", args.sample_events, c_s, lat_s, args.sample_events / t_s))
     finally:
         shutil.rmtree(tmp)

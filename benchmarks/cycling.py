@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import vardax_core  # noqa: F401  (float64)
-from _common import Num, Record, machine, parse_args, parser, peak_flops, ratio
+from _common import Num, Record, machine, median_call_seconds, parse_args, parser, peak_flops, ratio
 from vardax_core.cycle import (
     PUBLISHED_TWINS, Climatology, EnsembleKalmanFilter, FourDVar, OptimalInterpolation, get_twin,
     lorenz96_climatology, run_cycle,
@@ -109,9 +109,11 @@ def dapper_enkf(python: str, truth, y, background, twin, setup, inflations, n_me
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "twin.npz")
+        # DAPPER's initial ensemble: N(background, σ²) with σ our EnKF's initial spread
         np.savez(path, truth=np.asarray(truth), y=np.asarray(y), background=np.asarray(background),
-                 background_std=1.0, dt=float(setup.model.dt), noise_std=twin.noise_std, n_members=n_members,
-                 inflations=np.asarray(inflations, float), burn_in=setup.burn_in)
+                 background_std=float(EnsembleKalmanFilter(n_members).initial_std), dt=float(setup.model.dt),
+                 noise_std=twin.noise_std, n_members=n_members, inflations=np.asarray(inflations, float),
+                 burn_in=setup.burn_in)
         proc = subprocess.run([python, os.path.join(os.path.dirname(__file__), "_dapper_enkf.py"), path],
                               capture_output=True, text=True)
     if proc.returncode != 0:
@@ -154,16 +156,6 @@ def _xla_flops(fn, args) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-def _median_call_s(fn, args, calls: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def amortized_in_the_loop(rec: Record, args, free) -> None:
     from vardax_core.amortized import build_posterior, fit_simulated
     from vardax_core.cycle import BackgroundConditionedStep, OracleAnalyser
@@ -191,7 +183,8 @@ def amortized_in_the_loop(rec: Record, args, free) -> None:
         jax.block_until_ready(run_cycle(setup, step, truth, y, mask, bg, jax.random.fold_in(key, 4)))
         per_cycle = (time.perf_counter() - t) / setup.n_cycles
         analyse = jax.jit(lambda yy, mm, a=step.analyser: a(problem, yy, mm, jax.random.key(0)))
-        per_analysis = _median_call_s(analyse, (ye[0], me[0]), args.timing_calls)
+        per_analysis = median_call_seconds(lambda _: jax.block_until_ready(analyse(ye[0], me[0])),
+                                           args.timing_calls, warmup=1)
         s = res.summary(setup.burn_in)
         out[name] = {**s, "per_analysis_s": per_analysis, "per_cycle_s": per_cycle,
                      "flops": _xla_flops(analyse, (ye[0], me[0]))}
@@ -211,7 +204,8 @@ def amortized_in_the_loop(rec: Record, args, free) -> None:
     # than its own arithmetic at the machine's peak rate, nor than one jitted call's dispatch.
     peak, peak_text = peak_flops()
     floor_flops = h["flops"] / peak
-    dispatch = _median_call_s(jax.jit(lambda v: v), (ye[0],), args.timing_calls)
+    identity = jax.jit(lambda v: v)
+    dispatch = median_call_seconds(lambda _: jax.block_until_ready(identity(ye[0])), args.timing_calls, warmup=1)
     floor = max(floor_flops, dispatch)
     rec.line(f"ceiling of the speed-up: the head's analysis is {h['flops'] / 1e6:,.2f} Mflop (XLA cost analysis; "
              f"the oracle's loop-free count, each while-loop body once, {o['flops'] / 1e6:,.2f} Mflop); at the peak "

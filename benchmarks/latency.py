@@ -46,6 +46,7 @@ import numpy as np
 
 import vardax_core  # noqa: F401  (float64)
 from _common import Num, Record, machine, parse_args, parser, ratio
+from cycling import HEAD as CYCLE_HEAD
 from vardax_core.amortized import build_posterior
 from vardax_core.problems import get_problem
 
@@ -98,8 +99,7 @@ HEADS = {
     "gaussian": ("lorenz96", {"head": {"type": "gaussian"}}),
     "flow": ("lorenz96", {"head": {"type": "flow"}}),
     "score": ("lorenz96", {"head": {"type": "score"}}),
-    "analysis-step": ("lorenz96_cycling", {"encoder": {"type": "conv1d", "features": 128},
-                                           "head": {"type": "gaussian", "covariance": "full", "obs_precision": False}}),
+    "analysis-step": ("lorenz96_cycling", CYCLE_HEAD),
 }
 
 

@@ -15,23 +15,29 @@ For each twin of ``vardax_core.cycle.PUBLISHED_TWINS`` (``--cycles`` shortens ev
   3D-Var (B = α C, α tuned over ``ALPHAS``); the EnKF (square-root ETKF, N = 40,
   inflation tuned over ``INFLATIONS``); the 4DVar oracle in the loop (``FourDVar``,
   L-BFGS to ‖∇J‖ ≤ 1e-8, window of L cycles slid by one cycle, B = α C with α tuned over
-  ``ALPHAS_4DVAR``) for the windows the published table lists (one cycle elsewhere);
+  ``ALPHAS_4DVAR``) for the windows the published table lists (one cycle elsewhere); the
+  iEnKS (``IterativeEnsembleKalmanSmoother``, square-root form, N = 20, Gauss–Newton to
+  ‖Δw‖² < 1e-5 N or 10 iterations) on the twins with a published iEnKS figure, its
+  inflation tuned over ``IENKS_INFLATIONS`` and — where the published label names no
+  window — its window over ``IENKS_LAGS``;
 - the RMSE is the mean over the evaluation cycles after spin-up of sqrt(mean_i (x̂_i −
   x_i)²), as in the published tables; spread/RMSE uses the method's own variance;
   coverage is the fraction of (cycle, component) whose truth lies in the method's
   central 90 % interval;
 - time per analysis: a warm (compiled) run of the tuning truth at the chosen setting,
   its wall time over its cycles (forecast included).
-Methods of the published tables not implemented here (the iEnKS) are listed with their
-published figure and no figure of ours.
+A published method not run (``--methods``) is listed with its published figure alone.
 
 DAPPER side by side (``--dapper-python``; ``make bench`` builds the environment with
 ``make dapper-venv``, DAPPER pinned in ``benchmarks/dapper-requirements.txt``, never a
-dependency of vardax_core): on the twin with a published EnKF figure, DAPPER's own
-square-root EnKF (``benchmarks/_dapper_enkf.py``: N = 40, rot = True, its inflation tuned
-on the same tuning truth over the same grid) runs our tuning and evaluation truths and
-observations, from an initial ensemble drawn around the same background; its RMSE is
-computed with the same formula as ours.
+dependency of vardax_core), by ``benchmarks/_dapper_baseline.py``, from an initial
+ensemble drawn around the same background, its RMSE computed with the same formula as
+ours: on the twin with a published EnKF figure, DAPPER's own square-root EnKF (N = 40,
+rot = True, its inflation tuned on the same tuning truth over the same grid) runs our
+tuning and evaluation truths and observations; on the twins with a published iEnKS figure,
+DAPPER's iEnKS (N = 20, the window ours uses, its adaptive finite-size inflation xN = 2 —
+the configuration DAPPER lists for the published figure) runs our evaluation truth and
+observations.
 
 The amortized head in the loop (on ``l96_full_dt005``): the background-conditioned
 problem ``lorenz96_cycling`` (observation rows: the background at the window start with
@@ -63,14 +69,19 @@ import numpy as np
 import vardax_core  # noqa: F401  (float64)
 from _common import Num, Record, machine, median_call_seconds, parse_args, parser, peak_flops, ratio
 from vardax_core.cycle import (
-    PUBLISHED_TWINS, Climatology, EnsembleKalmanFilter, FourDVar, OptimalInterpolation, get_twin,
-    lorenz96_climatology, run_cycle,
+    PUBLISHED_TWINS, Climatology, EnsembleKalmanFilter, FourDVar, IterativeEnsembleKalmanSmoother, OptimalInterpolation,
+    get_twin, lorenz96_climatology, run_cycle,
 )
 
 ALPHAS = (0.01, 0.02, 0.04, 0.1, 0.3)
 ALPHAS_4DVAR = (0.01, 0.02, 0.05)
 INFLATIONS = (1.01, 1.02, 1.04, 1.08, 1.15)
 N_MEMBERS = 40
+#: the iEnKS: N = 20 (as published), its inflation tuned over IENKS_INFLATIONS; a window the
+#: published label names is kept, else the window is tuned over IENKS_LAGS too
+IENKS_MEMBERS = 20
+IENKS_INFLATIONS = (1.01, 1.02, 1.03, 1.04, 1.06, 1.08)
+IENKS_LAGS = (1, 2, 4, 8)
 TUNE_START, EVAL_START = 5000, 15000
 #: the head of configs/lorenz96-cycling.yaml: periodic convolutions over the ring, full
 #: Gaussian in moment form
@@ -81,6 +92,16 @@ HEAD = {"encoder": {"type": "conv1d", "features": 128},
 def _windows(twin) -> list[int]:
     lags = sorted({int(k.split("window ")[1].split()[0]) for k in twin.published if k.startswith("4D-Var, window")})
     return lags or [1]
+
+
+def _ienks_label(twin) -> str | None:
+    """The published iEnKS entry of ``twin`` (its key), if any."""
+    return next((k for k in twin.published if k.startswith("iEnKS")), None)
+
+
+def _ienks_lags(label: str) -> tuple[int, ...]:
+    """The window the published label names ("iEnKS (N = 20, window 4)"), else ``IENKS_LAGS``."""
+    return (int(label.split("window ")[1].split(")")[0]),) if "window " in label else IENKS_LAGS
 
 
 def candidates(twin, C, mu):
@@ -96,28 +117,44 @@ def candidates(twin, C, mu):
         label = f"4D-Var, window {lag} cycle{'s' if lag > 1 else ''}"
         out.append((label, label if label in twin.published else None,
                     [(f"B = {a} C", FourDVar(a * Cj, lag=lag)) for a in ALPHAS_4DVAR]))
+    label = _ienks_label(twin)
+    if label is not None:
+        out.append((label, label, [
+            (f"N = {IENKS_MEMBERS}, window {lag}, inflation {i}",
+             IterativeEnsembleKalmanSmoother(IENKS_MEMBERS, lag=lag, inflation=i))
+            for lag in _ienks_lags(label) for i in IENKS_INFLATIONS]))
     return out
 
 
-def dapper_enkf(python: str, truth, y, background, twin, setup, inflations, n_members: int) -> dict:
-    """DAPPER's square-root EnKF (``benchmarks/_dapper_enkf.py``, run by ``python``, the
-    interpreter of the environment holding DAPPER) on our truth and observations, one run
-    per inflation; its JSON printout."""
+def dapper_baseline(python: str, method: str, settings, data, background, twin, setup, n_members: int) -> dict:
+    """DAPPER's ``method`` ("EnKF": one run per inflation in ``settings``; "iEnKS": one run
+    per window) by ``benchmarks/_dapper_baseline.py``, run by ``python``, the interpreter of
+    the environment holding DAPPER, on our truth and observations ``data`` (as
+    :meth:`TwinSetup.simulate` returns them); its JSON printout. DAPPER's statistics need
+    the truth at every model step: the steps between two cycles are our model's from the
+    cycle's truth."""
     import json
     import subprocess
     import tempfile
 
+    truth, y, mask = data
+    if not bool(jnp.all(mask)):
+        raise ValueError("dapper_baseline: the twin has missing observations; DAPPER's baselines take complete ones")
+    s = setup.steps_per_cycle
+    steps = jax.vmap(lambda x: setup.model.rollout(x, s)[1:])(truth[:-1]).reshape(-1, setup.n_state)
+    steps = jnp.concatenate([truth[:1], steps]).at[s::s].set(truth[1:])
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "twin.npz")
-        # DAPPER's initial ensemble: N(background, σ²) with σ our EnKF's initial spread
-        np.savez(path, truth=np.asarray(truth), y=np.asarray(y), background=np.asarray(background),
+        # DAPPER's initial ensemble: N(background, σ²) with σ our ensembles' initial spread
+        np.savez(path, truth=np.asarray(steps), y=np.asarray(y), obs_inds=np.arange(0, setup.n_state, twin.obs_stride),
+                 steps_per_cycle=s, background=np.asarray(background),
                  background_std=float(EnsembleKalmanFilter(n_members).initial_std), dt=float(setup.model.dt),
-                 noise_std=twin.noise_std, n_members=n_members, inflations=np.asarray(inflations, float),
+                 noise_std=twin.noise_std, n_members=n_members, method=method, settings=np.asarray(settings, float),
                  burn_in=setup.burn_in)
-        proc = subprocess.run([python, os.path.join(os.path.dirname(__file__), "_dapper_enkf.py"), path],
+        proc = subprocess.run([python, os.path.join(os.path.dirname(__file__), "_dapper_baseline.py"), path],
                               capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"DAPPER's EnKF ({python}) failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"DAPPER's {method} ({python}) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -128,23 +165,43 @@ def dapper_row(args, twin, setup, tune_setup, tune, evaluation, background, ours
     label = "EnKF, DAPPER (same truth and observations)"
     if not args.dapper_python:
         return [label, "not run: no DAPPER interpreter (--dapper-python; `make bench` builds one)"] + [None] * 6
-    if setup.steps_per_cycle != 1 or twin.obs_stride != 1:
-        return [label, "not run: the baseline takes one model step per cycle, all observed"] + [None] * 6
     pub = twin.published["EnKF"]
-    tuned = dapper_enkf(args.dapper_python, tune[0], tune[1], background(tune[0]), twin, tune_setup,
-                        INFLATIONS, N_MEMBERS)
+    tuned = dapper_baseline(args.dapper_python, "EnKF", INFLATIONS, tune, background(tune[0]), twin, tune_setup,
+                            N_MEMBERS)
     best = min(tuned["runs"], key=lambda r: r["rmse_a"] if np.isfinite(r["rmse_a"]) else np.inf)
-    ev = dapper_enkf(args.dapper_python, evaluation[0], evaluation[1], background(evaluation[0]), twin, setup,
-                     [best["inflation"]], N_MEMBERS)
+    ev = dapper_baseline(args.dapper_python, "EnKF", [best["setting"]], evaluation, background(evaluation[0]), twin,
+                         setup, N_MEMBERS)
     d = ev["runs"][0]
     rec.line(f"{twin.name}: DAPPER {ev['dapper']} EnKF('Sqrt', N = {N_MEMBERS}, rot = True, inflation "
-             f"{best['inflation']}) on our evaluation truth and observations: RMSE {d['rmse_a']:.4f}; ours "
+             f"{best['setting']}) on our evaluation truth and observations: RMSE {d['rmse_a']:.4f}; ours "
              f"{ours['rmse_a']:.4f} (ours / DAPPER {ours['rmse_a'] / d['rmse_a']:.3f}); its time per analysis is "
              f"NumPy's, one analysis at a time with Python overhead")
     rec.data(f"dapper_{twin.name}", {"tuning": tuned, "evaluation": ev})
     return [f"EnKF, DAPPER {ev['dapper']} (same truth and observations)",
-            f"Sqrt, N = {N_MEMBERS}, rot, inflation {best['inflation']}", Num(d["rmse_a"], ".3f"), Num(pub, ".3g"),
+            f"Sqrt, N = {N_MEMBERS}, rot, inflation {best['setting']}", Num(d["rmse_a"], ".3f"), Num(pub, ".3g"),
             Num(d["rmse_a"] / pub, ".2f"), Num(d["spread_ratio"], ".2f"), Num(d["coverage_90"], ".2f"),
+            Num(d["per_analysis_s"] * 1e3, ".3g", " ms")]
+
+
+def dapper_ienks_row(args, twin, setup, evaluation, background, lag: int, ours: dict, rec: Record) -> list:
+    """The table row of DAPPER's iEnKS (``iEnKS('Sqrt', N = 20, Lag, xN = 2)``, the
+    configuration DAPPER lists for the published figure; its finite-size inflation is
+    adaptive, so nothing is tuned) with our window on the same evaluation truth and
+    observations, or a row saying why it did not run."""
+    label = "iEnKS, DAPPER (same truth and observations)"
+    if not args.dapper_python:
+        return [label, "not run: no DAPPER interpreter (--dapper-python; `make bench` builds one)"] + [None] * 6
+    pub = twin.published[_ienks_label(twin)]
+    ev = dapper_baseline(args.dapper_python, "iEnKS", [lag], evaluation, background(evaluation[0]), twin, setup,
+                         IENKS_MEMBERS)
+    d = ev["runs"][0]
+    rec.line(f"{twin.name}: DAPPER {ev['dapper']} iEnKS('Sqrt', N = {IENKS_MEMBERS}, Lag = {lag}, xN = 2) on our "
+             f"evaluation truth and observations: RMSE {d['rmse_a']:.4f}; ours {ours['rmse_a']:.4f} (ours / DAPPER "
+             f"{ours['rmse_a'] / d['rmse_a']:.3f})")
+    rec.data(f"dapper_ienks_{twin.name}", ev)
+    return [f"iEnKS, DAPPER {ev['dapper']} (same truth and observations)",
+            f"Sqrt, N = {IENKS_MEMBERS}, window {lag}, finite-size inflation (xN = 2)", Num(d["rmse_a"], ".3f"),
+            Num(pub, ".3g"), Num(d["rmse_a"] / pub, ".2f"), Num(d["spread_ratio"], ".2f"), Num(d["coverage_90"], ".2f"),
             Num(d["per_analysis_s"] * 1e3, ".3g", " ms")]
 
 
@@ -227,7 +284,7 @@ def main(argv=None):
     ap.add_argument("--cycles", type=int, default=None, help="evaluation cycles (default: the twin's)")
     ap.add_argument("--tune-cycles", type=int, default=600, help="cycles of each tuning run")
     ap.add_argument("--methods", default=None,
-                    help="comma-separated methods to run: climatology, optimal interpolation, 3D-Var, EnKF, 4D-Var "
+                    help="comma-separated methods to run: climatology, optimal interpolation, 3D-Var, EnKF, 4D-Var, iEnKS "
                          "(default: all)")
     ap.add_argument("--background-std", type=float, default=0.5, help="σ_b of the background-conditioned problem")
     ap.add_argument("--head-pairs", type=int, default=1_000_000, help="fresh training pairs of the head")
@@ -260,7 +317,7 @@ def main(argv=None):
 
         rows, series = [], {}
         for label, pub_key, options in candidates(twin, C, mu):
-            if args.methods and label.split(",")[0] not in args.methods.split(","):
+            if args.methods and label.split(",")[0].split(" (")[0] not in args.methods.split(","):
                 continue
             scores = []
             for text, step in options:
@@ -282,6 +339,8 @@ def main(argv=None):
                 rec.target(f"{name}: EnKF RMSE {s['rmse_a']:.3f} against the published {pub}: abs(ours / published − 1)",
                            Num(off, ".3f"), "<= 0.1", off <= 0.1)
                 rows.append(dapper_row(args, twin, setup, tune_setup, tune, evaluation, background, s, rec))
+            if label.startswith("iEnKS"):
+                rows.append(dapper_ienks_row(args, twin, setup, evaluation, background, step.lag, s, rec))
         ours = {label for label, _, _ in candidates(twin, C, mu)}
         for key_pub, value in twin.published.items():
             if not any(r[0] == key_pub for r in rows):

@@ -3,7 +3,7 @@ set-up run through several analysis methods, results in Zarr, figures and a summ
 
 The config (``configs/twins/<name>.yaml``) is one typed tree: the twin by name, the run's
 length and seed, and the methods by name, each a variant discriminated on ``type``
-(``climatology``, ``optimal_interpolation``, ``enkf``, ``fourdvar``). Settings are taken
+(``climatology``, ``optimal_interpolation``, ``enkf``, ``fourdvar``, ``ienks``). Settings are taken
 as given; ``benchmarks/cycling.py`` is where they are tuned (on another truth).
 """
 
@@ -78,8 +78,27 @@ class FourDVarMethod(_Model):
         return FourDVar(self.b_scale * cov, lag=self.lag, solver=solver)
 
 
+class IEnKSMethod(_Model):
+    """The iterative ensemble Kalman smoother (square-root form) over a window of ``lag``
+    cycles slid by one, Gauss–Newton for at most ``n_iter`` iterations, multiplicative
+    inflation of the smoothed ensemble."""
+
+    type: Literal["ienks"] = "ienks"
+    n_members: int = Field(20, ge=2)
+    lag: int = Field(1, ge=1)
+    inflation: float = Field(1.02, ge=1.0)
+    n_iter: PositiveInt = 10
+    initial_std: float = Field(1.0, gt=0)
+
+    def build(self, mean, cov):
+        from vardax_core.cycle import IterativeEnsembleKalmanSmoother
+
+        return IterativeEnsembleKalmanSmoother(self.n_members, lag=self.lag, n_iter=self.n_iter,
+                                               inflation=self.inflation, initial_std=self.initial_std)
+
+
 MethodSpec = Annotated[
-    Union[ClimatologyMethod, OptimalInterpolationMethod, EnKFMethod, FourDVarMethod],  # noqa: UP007
+    Union[ClimatologyMethod, OptimalInterpolationMethod, EnKFMethod, FourDVarMethod, IEnKSMethod],  # noqa: UP007
     Field(discriminator="type"),
 ]
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from vardax_core.cycle import (
-    Climatology, EnsembleKalmanFilter, FourDVar, KalmanFilter, OptimalInterpolation, TwinSetup, run_cycle,
+    Climatology, EnsembleKalmanFilter, FourDVar, IterativeEnsembleKalmanSmoother, KalmanFilter, OptimalInterpolation,
+    TwinSetup, run_cycle,
 )
 from vardax_core.problems import get_problem
 
@@ -63,16 +64,35 @@ def test_kalman_filter_reproduces_the_textbook_filter(twin):
     assert 0.8 < s["coverage_90"] < 0.97
 
 
+def _exact_members(twin, N):
+    """N members whose sample mean and covariance are exactly the prior's (x_b, P0)."""
+    p, setup, truth, y, mask, P0 = twin
+    Z = np.random.default_rng(0).standard_normal((N, setup.n_state))
+    Z -= Z.mean(axis=0)
+    Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / (N - 1))).T  # sample covariance I
+    return jnp.asarray(np.asarray(p.prior.mean) + Z @ np.linalg.cholesky(P0).T)
+
+
 def test_square_root_enkf_is_the_kalman_filter_for_a_linear_model(twin):
     """N > n members whose sample moments are exactly (x_b, P0): the ETKF's sample mean
     and covariance follow the Kalman filter to round-off."""
     p, setup, truth, y, mask, P0 = twin
-    n, N = setup.n_state, setup.n_state + 6
-    Z = np.random.default_rng(0).standard_normal((N, n))
-    Z -= Z.mean(axis=0)
-    Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / (N - 1))).T  # sample covariance I
-    members = np.asarray(p.prior.mean) + Z @ np.linalg.cholesky(P0).T
-    step = EnsembleKalmanFilter(N, initial_members=jnp.asarray(members))
+    N = setup.n_state + 6
+    step = EnsembleKalmanFilter(N, initial_members=_exact_members(twin, N))
+    res = run_cycle(setup, step, truth, y, mask, p.prior.mean, jax.random.key(3))
+    means, variances = _reference(twin)
+    np.testing.assert_allclose(res.analysis, means, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(res.spread_a, np.sqrt(variances.mean(axis=1)), rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("lag", [1, 3])
+def test_ienks_is_the_kalman_filter_for_a_linear_model(twin, lag):
+    """The iEnKS's Gauss–Newton is exact in one iteration on a linear model, and its
+    smoothed window start carried to now is the filter: with exact-moment members its
+    analysis follows the Kalman filter to round-off for any window length."""
+    p, setup, truth, y, mask, P0 = twin
+    N = setup.n_state + 6
+    step = IterativeEnsembleKalmanSmoother(N, lag=lag, initial_members=_exact_members(twin, N))
     res = run_cycle(setup, step, truth, y, mask, p.prior.mean, jax.random.key(3))
     means, variances = _reference(twin)
     np.testing.assert_allclose(res.analysis, means, rtol=0, atol=1e-8)
@@ -132,6 +152,8 @@ def test_bad_settings_and_inputs_are_refused_by_name(twin):
                   jnp.zeros(40), jax.random.key(0))
     with pytest.raises(ValueError, match="`inflation` must be >= 1"):
         EnsembleKalmanFilter(10, inflation=0.9)
+    with pytest.raises(ValueError, match="IterativeEnsembleKalmanSmoother: `lag` must be >= 1"):
+        IterativeEnsembleKalmanSmoother(10, lag=0)
     with pytest.raises(ValueError, match="`initial_cov` must have shape"):
         run_cycle(setup, KalmanFilter(jnp.eye(3)), truth, y, mask, p.prior.mean, jax.random.key(0))
     with pytest.raises(ValueError, match="`y` must have shape"):

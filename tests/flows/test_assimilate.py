@@ -39,6 +39,7 @@ def test_named_twin_configs_load():
     ({"methods": {"x": {"type": "enkf", "inflation": 0.9}}}, "methods.x.enkf.inflation"),
     ({"burn_in": 60}, "burn_in"),
     ({"methods": {"x": {"type": "fourdvar", "lags": 2}}}, "methods.x.fourdvar.lags"),
+    ({"methods": {"x": {"type": "ienks", "lag": 0}}}, "methods.x.ienks.lag"),
 ])
 def test_bad_twin_configs_are_refused_by_path(tmp_path, change, where):
     import yaml

@@ -1,7 +1,8 @@
 """Cycled data assimilation: a twin experiment (:class:`TwinSetup`), analysis steps
 behind one interface (:class:`AbstractAnalysisStep`) — the Kalman filter (exact on
 linear-Gaussian cycles), the ensemble Kalman filter, optimal interpolation / 3D-Var,
-climatology, the 4DVar oracle over a sliding window — and the driver
+climatology, the 4DVar oracle over a sliding window, the iterative ensemble Kalman
+smoother (iEnKS) — and the driver
 (:func:`run_cycle`) that runs forecast and analysis in one ``lax.scan`` and reports
 per-cycle RMSE, spread and the truth's PIT (:class:`CycleResult`)."""
 
@@ -14,6 +15,7 @@ from ._driver import CycleResult as CycleResult
 from ._driver import run_cycle as run_cycle
 from ._ensemble import EnsembleKalmanFilter as EnsembleKalmanFilter
 from ._fourdvar import FourDVar as FourDVar
+from ._ienks import IterativeEnsembleKalmanSmoother as IterativeEnsembleKalmanSmoother
 from ._kalman import KalmanFilter as KalmanFilter
 from ._kalman import gaussian_prior as gaussian_prior
 from ._published import PUBLISHED_TWINS as PUBLISHED_TWINS

@@ -59,6 +59,7 @@ the larger of the head's flops (XLA cost analysis) at the machine's peak rate
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -91,8 +92,15 @@ HEAD = {"encoder": {"type": "conv1d", "features": 128},
         "head": {"type": "gaussian", "covariance": "full", "obs_precision": False}}
 
 
+def _window_in(label: str) -> int | None:
+    """The window a published label names ("4D-Var, window 4 cycles", "iEnKS (N = 20,
+    window 4)"), or None."""
+    m = re.search(r"window (\d+)", label)
+    return int(m.group(1)) if m else None
+
+
 def _windows(twin) -> list[int]:
-    lags = sorted({int(k.split("window ")[1].split()[0]) for k in twin.published if k.startswith("4D-Var, window")})
+    lags = sorted({_window_in(k) for k in twin.published if k.startswith("4D-Var, window")})
     return lags or [1]
 
 
@@ -103,7 +111,8 @@ def _ienks_label(twin) -> str | None:
 
 def _ienks_lags(label: str) -> tuple[int, ...]:
     """The window the published label names ("iEnKS (N = 20, window 4)"), else ``IENKS_LAGS``."""
-    return (int(label.split("window ")[1].split(")")[0]),) if "window " in label else IENKS_LAGS
+    lag = _window_in(label)
+    return IENKS_LAGS if lag is None else (lag,)
 
 
 def candidates(twin, C, mu):
@@ -160,13 +169,25 @@ def dapper_baseline(python: str, method: str, settings, data, background, twin, 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _dapper_not_run(method: str) -> list:
+    return [f"{method}, DAPPER (same truth and observations)",
+            "not run: no DAPPER interpreter (--dapper-python; `make bench` builds one)"] + [None] * 6
+
+
+def _dapper_cells(ev: dict, method: str, setting: str, pub: float) -> list:
+    """A table row of DAPPER's one evaluation run ``ev`` (its JSON printout)."""
+    d = ev["runs"][0]
+    return [f"{method}, DAPPER {ev['dapper']} (same truth and observations)", setting, Num(d["rmse_a"], ".3f"),
+            Num(pub, ".3g"), Num(d["rmse_a"] / pub, ".2f"), Num(d["spread_ratio"], ".2f"), Num(d["coverage_90"], ".2f"),
+            Num(d["per_analysis_s"] * 1e3, ".3g", " ms")]
+
+
 def dapper_row(args, twin, setup, tune_setup, tune, evaluation, background, ours: dict, rec: Record) -> list:
     """The table row of DAPPER's EnKF on the same tuning and evaluation truths as ours (its
     inflation tuned on the tuning truth over ``INFLATIONS``, like ours), or a row saying
     why it did not run."""
-    label = "EnKF, DAPPER (same truth and observations)"
     if not args.dapper_python:
-        return [label, "not run: no DAPPER interpreter (--dapper-python; `make bench` builds one)"] + [None] * 6
+        return _dapper_not_run("EnKF")
     pub = twin.published["EnKF"]
     tuned = dapper_baseline(args.dapper_python, "EnKF", INFLATIONS, tune, background(tune[0]), twin, tune_setup,
                             N_MEMBERS)
@@ -179,10 +200,7 @@ def dapper_row(args, twin, setup, tune_setup, tune, evaluation, background, ours
              f"{ours['rmse_a']:.4f} (ours / DAPPER {ours['rmse_a'] / d['rmse_a']:.3f}); its time per analysis is "
              f"NumPy's, one analysis at a time with Python overhead")
     rec.data(f"dapper_{twin.name}", {"tuning": tuned, "evaluation": ev})
-    return [f"EnKF, DAPPER {ev['dapper']} (same truth and observations)",
-            f"Sqrt, N = {N_MEMBERS}, rot, inflation {best['setting']}", Num(d["rmse_a"], ".3f"), Num(pub, ".3g"),
-            Num(d["rmse_a"] / pub, ".2f"), Num(d["spread_ratio"], ".2f"), Num(d["coverage_90"], ".2f"),
-            Num(d["per_analysis_s"] * 1e3, ".3g", " ms")]
+    return _dapper_cells(ev, "EnKF", f"Sqrt, N = {N_MEMBERS}, rot, inflation {best['setting']}", pub)
 
 
 def dapper_ienks_row(args, twin, setup, evaluation, background, lag: int, ours: dict, rec: Record) -> list:
@@ -190,9 +208,8 @@ def dapper_ienks_row(args, twin, setup, evaluation, background, lag: int, ours: 
     configuration DAPPER lists for the published figure; its finite-size inflation is
     adaptive, so nothing is tuned) with our window on the same evaluation truth and
     observations, or a row saying why it did not run."""
-    label = "iEnKS, DAPPER (same truth and observations)"
     if not args.dapper_python:
-        return [label, "not run: no DAPPER interpreter (--dapper-python; `make bench` builds one)"] + [None] * 6
+        return _dapper_not_run("iEnKS")
     pub = twin.published[_ienks_label(twin)]
     ev = dapper_baseline(args.dapper_python, "iEnKS", [lag], evaluation, background(evaluation[0]), twin, setup,
                          IENKS_MEMBERS)
@@ -201,10 +218,7 @@ def dapper_ienks_row(args, twin, setup, evaluation, background, lag: int, ours: 
              f"evaluation truth and observations: RMSE {d['rmse_a']:.4f}; ours {ours['rmse_a']:.4f} (ours / DAPPER "
              f"{ours['rmse_a'] / d['rmse_a']:.3f})")
     rec.data(f"dapper_ienks_{twin.name}", ev)
-    return [f"iEnKS, DAPPER {ev['dapper']} (same truth and observations)",
-            f"Sqrt, N = {IENKS_MEMBERS}, window {lag}, finite-size inflation (xN = 2)", Num(d["rmse_a"], ".3f"),
-            Num(pub, ".3g"), Num(d["rmse_a"] / pub, ".2f"), Num(d["spread_ratio"], ".2f"), Num(d["coverage_90"], ".2f"),
-            Num(d["per_analysis_s"] * 1e3, ".3g", " ms")]
+    return _dapper_cells(ev, "iEnKS", f"Sqrt, N = {IENKS_MEMBERS}, window {lag}, finite-size inflation (xN = 2)", pub)
 
 
 def _xla_flops(fn, args) -> float:

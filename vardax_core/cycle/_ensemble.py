@@ -12,6 +12,28 @@ from .._checks import check_shape
 from ._step import AbstractAnalysisStep, ensemble_pit
 
 
+def check_ensemble_settings(step) -> None:
+    """The settings every ensemble step shares: ``n_members`` >= 2, ``inflation`` >= 1,
+    ``initial_std`` > 0 (errors name the step and the field)."""
+    name = type(step).__name__
+    if step.n_members < 2:
+        raise ValueError(f"{name}: `n_members` must be >= 2, got {step.n_members}")
+    if not bool(step.inflation >= 1.0):
+        raise ValueError(f"{name}: `inflation` must be >= 1, got {step.inflation}")
+    if not bool(step.initial_std > 0):
+        raise ValueError(f"{name}: `initial_std` must be > 0, got {step.initial_std}")
+
+
+def initial_ensemble(step, setup, background, key):
+    """``step.initial_members`` (N, *state) when given, else the background plus
+    N(0, ``step.initial_std``²) perturbations."""
+    if step.initial_members is not None:
+        check_shape("initial_members", step.initial_members, (step.n_members, *setup.state_shape), "n_members, *state")
+        return jnp.asarray(step.initial_members, dtype=background.dtype)
+    z = jax.random.normal(key, (step.n_members, *setup.state_shape), dtype=background.dtype)
+    return background + step.initial_std * z
+
+
 class EnsembleKalmanFilter(AbstractAnalysisStep):
     """The ensemble transform Kalman filter (Hunt et al. 2007) with multiplicative
     inflation. State: the ensemble E (N, *state). Forecast: each member by M^s.
@@ -35,19 +57,10 @@ class EnsembleKalmanFilter(AbstractAnalysisStep):
     initial_members: Float[Array, "N *state"] | None = None
 
     def __check_init__(self):
-        if self.n_members < 2:
-            raise ValueError(f"EnsembleKalmanFilter: `n_members` must be >= 2, got {self.n_members}")
-        if not bool(self.inflation >= 1.0):
-            raise ValueError(f"EnsembleKalmanFilter: `inflation` must be >= 1, got {self.inflation}")
-        if not bool(self.initial_std > 0):
-            raise ValueError(f"EnsembleKalmanFilter: `initial_std` must be > 0, got {self.initial_std}")
+        check_ensemble_settings(self)
 
     def init(self, setup, background, key):
-        if self.initial_members is not None:
-            check_shape("initial_members", self.initial_members, (self.n_members, *setup.state_shape), "n_members, *state")
-            return jnp.asarray(self.initial_members, dtype=background.dtype)
-        z = jax.random.normal(key, (self.n_members, *setup.state_shape), dtype=background.dtype)
-        return background + self.initial_std * z
+        return initial_ensemble(self, setup, background, key)
 
     def forecast(self, setup, state, key):
         return jax.vmap(setup.propagate)(state)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._checks import check_shape
+from ._ensemble import check_ensemble_settings, initial_ensemble
 from ._step import AbstractAnalysisStep, ensemble_pit
 
 
@@ -54,19 +54,14 @@ class IterativeEnsembleKalmanSmoother(AbstractAnalysisStep):
     initial_members: Float[Array, "N *state"] | None = None
 
     def __check_init__(self):
+        check_ensemble_settings(self)
         name = type(self).__name__
-        if self.n_members < 2:
-            raise ValueError(f"{name}: `n_members` must be >= 2, got {self.n_members}")
         if self.lag < 1:
             raise ValueError(f"{name}: `lag` must be >= 1 (cycles in the window), got {self.lag}")
         if self.n_iter < 1:
             raise ValueError(f"{name}: `n_iter` must be >= 1, got {self.n_iter}")
         if not self.tol >= 0:
             raise ValueError(f"{name}: `tol` must be >= 0, got {self.tol}")
-        if not bool(self.inflation >= 1.0):
-            raise ValueError(f"{name}: `inflation` must be >= 1, got {self.inflation}")
-        if not bool(self.initial_std > 0):
-            raise ValueError(f"{name}: `initial_std` must be > 0, got {self.initial_std}")
 
     @staticmethod
     def _carry(setup, E, age):
@@ -74,12 +69,7 @@ class IterativeEnsembleKalmanSmoother(AbstractAnalysisStep):
         return jax.vmap(lambda x: jax.lax.fori_loop(0, age, lambda _, v: setup.propagate(v), x))(E)
 
     def init(self, setup, background, key):
-        if self.initial_members is not None:
-            check_shape("initial_members", self.initial_members, (self.n_members, *setup.state_shape), "n_members, *state")
-            E = jnp.asarray(self.initial_members, dtype=background.dtype)
-        else:
-            z = jax.random.normal(key, (self.n_members, *setup.state_shape), dtype=background.dtype)
-            E = background + self.initial_std * z
+        E = initial_ensemble(self, setup, background, key)
         return {"start": E, "age": jnp.asarray(0, jnp.int32), "now": E}
 
     def forecast(self, setup, state, key):
